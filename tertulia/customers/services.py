@@ -1,0 +1,198 @@
+"""Writes on customers: identity resolution and merging, consent, export and erasure."""
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from tertulia.core.models import Store
+from tertulia.customers.models import Consent, ConsentChange, Customer, Identity
+
+logger = logging.getLogger(__name__)
+
+PROFILE_FIELDS = ("first_name", "last_name", "language", "timezone")
+
+
+@dataclass(slots=True)
+class PersonRef:
+    """Identities that name one person, plus profile fields to apply when the person is new."""
+
+    identities: Sequence[tuple[str, str]]
+    fields: dict[str, str]
+
+
+def _identity_filter(keys: Iterable[tuple[str, str]]) -> Q:
+    by_kind: dict[str, set[str]] = {}
+    for kind, value in keys:
+        by_kind.setdefault(kind, set()).add(value)
+    query = Q()
+    for kind, values in by_kind.items():
+        query |= Q(kind=kind, value__in=values)
+    return query
+
+
+def customers_resolve(*, store: Store, people: Sequence[PersonRef]) -> list[int]:
+    """Find or create the customer for each person; merge profiles that turn out to be one person.
+
+    Batched: one query finds every known identity, one insert creates the unknown people, one
+    insert attaches their identities. Must run inside a transaction.
+    """
+    keys = {key for person in people for key in person.identities}
+    if not keys:
+        return []
+    owner: dict[tuple[str, str], int] = {}
+    for kind, value, customer_id in (
+        Identity.objects.for_store(store).filter(_identity_filter(keys)).values_list("kind", "value", "customer_id")
+    ):
+        owner[(kind, value)] = customer_id
+
+    result: list[int | None] = [None] * len(people)
+    new_people: dict[tuple[str, str], int] = {}  # first identity of a new person -> index of its group
+    groups: list[list[int]] = []
+    for position, person in enumerate(people):
+        known = {owner[key] for key in person.identities if key in owner}
+        if len(known) > 1:
+            survivor = customers_merge(store=store, customer_ids=sorted(known))
+            for key in person.identities:
+                if key in owner:
+                    owner[key] = survivor
+            known = {survivor}
+        if known:
+            result[position] = known.pop()
+            continue
+        group = next((new_people[key] for key in person.identities if key in new_people), None)
+        if group is None:
+            group = len(groups)
+            groups.append([])
+        groups[group].append(position)
+        for key in person.identities:
+            new_people[key] = group
+
+    if groups:
+        now = timezone.now()
+        created = Customer.objects.bulk_create(
+            [Customer(store=store, created_at=now, updated_at=now, **people[members[0]].fields) for members in groups]
+        )
+        for members, customer in zip(groups, created, strict=True):
+            for position in members:
+                result[position] = customer.pk
+
+    # Attach identities not yet known (new people, and new identities of known people).
+    missing: dict[tuple[str, str], int] = {}
+    for position, person in enumerate(people):
+        for key in person.identities:
+            if key not in owner and key not in missing:
+                missing[key] = result[position]  # type: ignore[assignment]
+    if missing:
+        Identity.objects.bulk_create(
+            [Identity(store=store, kind=kind, value=value, customer_id=cid) for (kind, value), cid in missing.items()],
+            ignore_conflicts=True,
+        )
+        # A concurrent request may have claimed an identity first: adopt its owner and drop our orphan.
+        winners = dict(
+            ((kind, value), cid)
+            for kind, value, cid in Identity.objects.for_store(store)
+            .filter(_identity_filter(missing))
+            .values_list("kind", "value", "customer_id")
+        )
+        for position, person in enumerate(people):
+            for key in person.identities:
+                if key in winners and winners[key] != result[position]:
+                    loser = result[position]
+                    result[position] = winners[key]
+                    if not Identity.objects.filter(customer_id=loser).exists():
+                        Customer.objects.filter(pk=loser, store=store).delete()
+    return [cid for cid in result if cid is not None]
+
+
+def customer_resolve(*, store: Store, identities: Sequence[tuple[str, str]], fields: dict[str, str] | None = None) -> Customer:
+    with transaction.atomic():
+        (customer_id,) = customers_resolve(store=store, people=[PersonRef(identities, fields or {})])
+        return Customer.objects.for_store(store).get(pk=customer_id)
+
+
+def customer_update_profile(*, store: Store, customer_id: int, fields: dict[str, str]) -> None:
+    changes = {key: value for key, value in fields.items() if key in PROFILE_FIELDS and value}
+    if changes:
+        Customer.objects.for_store(store).filter(pk=customer_id).update(updated_at=timezone.now(), **changes)
+
+
+def customers_merge(*, store: Store, customer_ids: Sequence[int]) -> int:
+    """Fold several profiles into the oldest: every record pointing at the others moves to it."""
+    survivor_id, *others = sorted(customer_ids)
+    if not others:
+        return survivor_id
+    survivor = Customer.objects.for_store(store).get(pk=survivor_id)
+    losers = list(Customer.objects.for_store(store).filter(pk__in=others))
+    _merge_consents(store=store, survivor_id=survivor_id, loser_ids=[c.pk for c in losers])
+    for relation in Customer._meta.related_objects:
+        # Every table that points at a customer follows the survivor, including apps added later.
+        if relation.many_to_many or relation.related_model in (Consent, Customer):
+            continue
+        attname = relation.field.attname
+        relation.related_model._base_manager.filter(**{f"{attname}__in": others}).update(**{attname: survivor_id})
+    for loser in losers:
+        survivor.interests.add(*loser.interests.all())
+        for field in PROFILE_FIELDS:
+            if not getattr(survivor, field) and getattr(loser, field):
+                setattr(survivor, field, getattr(loser, field))
+        if not survivor.external_id and loser.external_id:
+            survivor.external_id = loser.external_id
+    survivor.updated_at = timezone.now()
+    survivor.save()
+    Customer.objects.for_store(store).filter(pk__in=others).update(merged_into_id=survivor_id, updated_at=timezone.now())
+    Customer.objects.for_store(store).filter(merged_into_id__in=others).update(merged_into_id=survivor_id)
+    logger.info("customers merged", extra={"store": store.slug, "survivor": survivor_id, "merged": others})
+    return survivor_id
+
+
+def _merge_consents(*, store: Store, survivor_id: int, loser_ids: list[int]) -> None:
+    ConsentChange.objects.for_store(store).filter(customer_id__in=loser_ids).update(customer_id=survivor_id)
+    Consent.objects.for_store(store).filter(customer_id__in=[survivor_id, *loser_ids]).delete()
+    consent_rebuild(store=store, customer_id=survivor_id)
+
+
+def consent_rebuild(*, store: Store, customer_id: int) -> None:
+    """Derive the current consent per channel from the ledger: the latest change wins."""
+    latest: dict[str, ConsentChange] = {}
+    for change in ConsentChange.objects.for_store(store).filter(customer_id=customer_id).order_by("occurred_at", "id"):
+        latest[change.channel] = change
+    Consent.objects.for_store(store).filter(customer_id=customer_id).delete()
+    Consent.objects.bulk_create(
+        [
+            Consent(store=store, customer_id=customer_id, channel=channel, status=change.status,
+                    changed_at=change.occurred_at, change=change)
+            for channel, change in latest.items()
+        ]
+    )
+
+
+def consent_record(
+    *,
+    store: Store,
+    customer_id: int,
+    channel: str,
+    status: str,
+    source: str,
+    occurred_at: datetime | None = None,
+    evidence: dict | None = None,
+) -> ConsentChange:
+    """Append a change to the ledger and move the current state if this change is the newest."""
+    occurred_at = occurred_at or timezone.now()
+    with transaction.atomic():
+        change = ConsentChange.objects.create(
+            store=store, customer_id=customer_id, channel=channel, status=status, source=source,
+            occurred_at=occurred_at, evidence=evidence or {},
+        )
+        current = Consent.objects.for_store(store).select_for_update().filter(customer_id=customer_id, channel=channel).first()
+        if current is None:
+            Consent.objects.create(store=store, customer_id=customer_id, channel=channel, status=status,
+                                   changed_at=occurred_at, change=change)
+        elif occurred_at >= current.changed_at:
+            current.status, current.changed_at, current.change = status, occurred_at, change
+            current.save(update_fields=["status", "changed_at", "change"])
+    return change

@@ -1,0 +1,54 @@
+"""POST /api/v1/events: one event or a batch of up to 1,000, all-or-nothing."""
+
+from django.http import HttpRequest
+from ninja import Router
+
+from tertulia.core.api import json_body, request_store
+from tertulia.core.errors import ApiError
+from tertulia.events.services import events_ingest
+
+router = Router(tags=["events"])
+
+_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["id", "type", "occurred_at", "data"],
+    "properties": {
+        "id": {"type": "string", "maxLength": 200, "description": "Client id: the idempotency key."},
+        "type": {"type": "string", "enum": [
+            "category_upserted", "product_upserted", "customer_upserted", "consent_changed", "cart_updated",
+            "checkout_started", "order_placed", "order_fulfilled", "order_delivered", "order_cancelled"]},
+        "occurred_at": {"type": "string", "format": "date-time"},
+        "data": {"type": "object", "description": "Fields of the event type; see docs/events.md."},
+    },
+}
+
+
+@router.post(
+    "/events",
+    summary="Ingest store events",
+    response={200: dict, 207: dict},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": [
+                _EVENT_SCHEMA,
+                {"type": "object", "required": ["events"], "properties": {
+                    "events": {"type": "array", "maxItems": 1000, "items": _EVENT_SCHEMA}}},
+            ]}}},
+        },
+        "responses": {
+            "200": {"description": "Stored: counts of new and duplicate events, and each event's status."},
+            "422": {"description": "At least one event is invalid; nothing was stored; details list each problem."},
+        },
+    },
+)
+def ingest(request: HttpRequest):
+    body = json_body(request)
+    if isinstance(body, dict) and "events" in body:
+        events = body["events"]
+    elif isinstance(body, dict):
+        events = [body]
+    else:
+        raise ApiError("invalid_body", "Send one event object or {\"events\": [...]}.", 400)
+    result = events_ingest(store=request_store(request), events=events, source="api")
+    return 200, result.as_dict()

@@ -1,0 +1,20 @@
+"""URL map: API, webhooks, dashboard, admin, operations."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from tertulia.core.api import api
+from tertulia.core.views import healthz, metrics_view
+from tertulia.events.api import router as events_router
+
+api.add_router("", events_router)
+
+urlpatterns = [
+    path("api/v1/", api.urls),
+    path("webhooks/", include("tertulia.events.webhook_urls")),
+    path("app/", include("tertulia.dashboard.urls")),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
+    path("i18n/", include("django.conf.urls.i18n")),
+]
