@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "tertulia.commerce",
     "tertulia.events",
     "tertulia.dashboard",
+    "tertulia.ops",
 ]
 
 MIDDLEWARE = [

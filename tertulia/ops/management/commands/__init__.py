@@ -1,0 +1,1 @@
+"""`tertulia demo`, `tertulia serve` and `tertulia import`."""
