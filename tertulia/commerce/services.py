@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
-from tertulia.core.db import chunks, db_datetime, db_json, insert_returning, json_placeholder
+from tertulia.core.db import chunks, db_datetime, db_json, insert_returning, is_sqlite, json_placeholder
 from tertulia.core.models import Store
 
 CART = "commerce_cart"
@@ -64,7 +64,8 @@ def _latest(states, key):
 def carts_apply(*, store: Store, states: Sequence[CartState]) -> int:
     """Upsert cart states (from cart_updated and checkout_started); returns carts changed."""
     changed = 0
-    now = db_datetime(timezone.now())
+    lite = is_sqlite()
+    now = db_datetime(timezone.now(), sqlite=lite)
     columns = ["store_id", "external_id", "customer_id", "status", "items", "total", "currency", "recovery_url",
                "checkout_started_at", "last_event_at", "order_external_id", "created_at", "updated_at"]
     placeholders = ["%s"] * len(columns)
@@ -95,7 +96,7 @@ def carts_apply(*, store: Store, states: Sequence[CartState]) -> int:
                 (
                     store.pk, s.cart_id, s.customer_id, "open" if s.items or s.items is None else "emptied",
                     db_json(s.items or []), str(s.total or 0), s.currency or "", s.recovery_url or "",
-                    db_datetime(s.occurred_at) if s.checkout else None, db_datetime(s.occurred_at), "", now, now,
+                    db_datetime(s.occurred_at, sqlite=lite) if s.checkout else None, db_datetime(s.occurred_at, sqlite=lite), "", now, now,
                 )
                 for s in part
             ]
@@ -106,7 +107,8 @@ def carts_apply(*, store: Store, states: Sequence[CartState]) -> int:
 
 def orders_place(*, store: Store, orders: Sequence[OrderPlaced]) -> int:
     """Upsert placed orders and mark their carts converted (creating a closed cart if none arrived yet)."""
-    now = db_datetime(timezone.now())
+    lite = is_sqlite()
+    now = db_datetime(timezone.now(), sqlite=lite)
     latest = _latest(orders, lambda o: o.order_id)
     columns = ["store_id", "external_id", "cart_external_id", "customer_id", "status", "items", "total", "currency",
                "placed_at", "last_event_at", "created_at", "updated_at"]
@@ -126,7 +128,7 @@ def orders_place(*, store: Store, orders: Sequence[OrderPlaced]) -> int:
     for part in chunks(latest, 500):
         rows = [
             (store.pk, o.order_id, o.cart_id or "", o.customer_id, "placed", db_json(o.items), str(o.total),
-             o.currency, db_datetime(o.occurred_at), db_datetime(o.occurred_at), now, now)
+             o.currency, db_datetime(o.occurred_at, sqlite=lite), db_datetime(o.occurred_at, sqlite=lite), now, now)
             for o in part
         ]
         changed += len(insert_returning(ORDER, columns, rows, conflict=["store_id", "external_id"],
@@ -143,7 +145,7 @@ def orders_place(*, store: Store, orders: Sequence[OrderPlaced]) -> int:
     for part in chunks(carts, 500):
         rows = [
             (store.pk, o.cart_id, o.customer_id, "converted", db_json(o.items), str(o.total), o.currency, "",
-             db_datetime(o.occurred_at), o.order_id, now, now)
+             db_datetime(o.occurred_at, sqlite=lite), o.order_id, now, now)
             for o in part
         ]
         insert_returning(CART, cart_columns, rows, conflict=["store_id", "external_id"], returning=["id"],
@@ -159,7 +161,8 @@ _STATUS_SQL = (
 
 def orders_advance(*, store: Store, moments: Sequence[OrderMoment]) -> int:
     """Record fulfilment, delivery and cancellation; an order not seen yet is created as a stub."""
-    now = db_datetime(timezone.now())
+    lite = is_sqlite()
+    now = db_datetime(timezone.now(), sqlite=lite)
     touched: set[str] = set()
     for moment in ("fulfilled", "delivered", "cancelled"):
         # The earliest report of a moment is when it happened; later replays don't move it.
@@ -181,8 +184,8 @@ def orders_advance(*, store: Store, moments: Sequence[OrderMoment]) -> int:
         """
         for part in chunks(list(earliest.values()), 500):
             rows = [
-                (store.pk, m.order_id, "", moment, db_json([]), "0", "", db_datetime(m.occurred_at),
-                 db_datetime(m.occurred_at), now, now)
+                (store.pk, m.order_id, "", moment, db_json([]), "0", "", db_datetime(m.occurred_at, sqlite=lite),
+                 db_datetime(m.occurred_at, sqlite=lite), now, now)
                 for m in part
             ]
             insert_returning(ORDER, columns, rows, conflict=["store_id", "external_id"], returning=["id"],

@@ -1,7 +1,7 @@
 """Small helpers for the few hot paths that write many rows at once in one SQL statement."""
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -12,8 +12,30 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def db_datetime(value: datetime | None) -> Any:
-    return connection.ops.adapt_datetimefield_value(value)
+def db_datetime(value: datetime | None, *, sqlite: bool | None = None) -> Any:
+    """A timezone-aware datetime as the backend stores it (Django's format: naive UTC text on SQLite).
+
+    Hot loops pass `sqlite` once instead of asking the connection for every value.
+    """
+    if value is None or not (connection.vendor == "sqlite" if sqlite is None else sqlite):
+        return value
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ")
+
+
+def is_sqlite() -> bool:
+    return connection.vendor == "sqlite"
+
+
+def select_in(sql_prefix: str, fixed: Sequence[Any], column: str, values: Sequence[Any]) -> list[tuple]:
+    """Run `<sql_prefix> AND <column> IN (...)` in chunks, without the ORM's per-value overhead."""
+    rows: list[tuple] = []
+    with connection.cursor() as cursor:
+        for part in chunks(list(values), 900):
+            cursor.execute(f"{sql_prefix} AND {column} IN ({', '.join(['%s'] * len(part))})", [*fixed, *part])
+            rows.extend(cursor.fetchall())
+    return rows
 
 
 def db_json(value: Any) -> str:
@@ -49,6 +71,17 @@ def insert_returning(
     params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def insert_rows(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, returning: Sequence[str]) -> list[tuple]:
+    """Plain multi-row INSERT ... RETURNING, rows returned in insertion order (as Django's bulk_create assumes)."""
+    if not rows:
+        return []
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(rows))} RETURNING {', '.join(returning)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for row in rows for value in row])
         return cursor.fetchall()
 
 

@@ -39,7 +39,9 @@ class StoreScopedManager(models.Manager.from_queryset(StoreScopedQuerySet)):  # 
 
 
 class StoreScoped(models.Model):
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    # No single-column index: every scoped table has a composite index or unique constraint that
+    # starts with store_id, and one index fewer per row matters on the ingestion path.
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+", db_index=False)
 
     objects = StoreScopedManager()
 

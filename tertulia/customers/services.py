@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from tertulia.core.db import chunks, db_datetime, insert_returning, insert_rows, select_in
 from tertulia.core.models import Store
 from tertulia.customers.models import Consent, ConsentChange, Customer, Identity
 
@@ -25,14 +25,18 @@ class PersonRef:
     fields: dict[str, str]
 
 
-def _identity_filter(keys: Iterable[tuple[str, str]]) -> Q:
+def _identity_owners(store: Store, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
     by_kind: dict[str, set[str]] = {}
     for kind, value in keys:
         by_kind.setdefault(kind, set()).add(value)
-    query = Q()
+    owner: dict[tuple[str, str], int] = {}
     for kind, values in by_kind.items():
-        query |= Q(kind=kind, value__in=values)
-    return query
+        for value, customer_id in select_in(
+            "SELECT value, customer_id FROM customers_identity WHERE store_id = %s AND kind = %s",
+            [store.pk, kind], "value", sorted(values),
+        ):
+            owner[(kind, value)] = customer_id
+    return owner
 
 
 def customers_resolve(*, store: Store, people: Sequence[PersonRef]) -> list[int]:
@@ -44,11 +48,7 @@ def customers_resolve(*, store: Store, people: Sequence[PersonRef]) -> list[int]
     keys = {key for person in people for key in person.identities}
     if not keys:
         return []
-    owner: dict[tuple[str, str], int] = {}
-    for kind, value, customer_id in (
-        Identity.objects.for_store(store).filter(_identity_filter(keys)).values_list("kind", "value", "customer_id")
-    ):
-        owner[(kind, value)] = customer_id
+    owner = _identity_owners(store, keys)
 
     result: list[int | None] = [None] * len(people)
     new_people: dict[tuple[str, str], int] = {}  # first identity of a new person -> index of its group
@@ -73,13 +73,21 @@ def customers_resolve(*, store: Store, people: Sequence[PersonRef]) -> list[int]
             new_people[key] = group
 
     if groups:
-        now = timezone.now()
-        created = Customer.objects.bulk_create(
-            [Customer(store=store, created_at=now, updated_at=now, **people[members[0]].fields) for members in groups]
-        )
-        for members, customer in zip(groups, created, strict=True):
+        now = db_datetime(timezone.now())
+        rows = []
+        for members in groups:
+            fields = people[members[0]].fields
+            rows.append((store.pk, "", fields.get("first_name", ""), fields.get("last_name", ""),
+                         fields.get("language", ""), fields.get("timezone", ""), now, now))
+        created: list[int] = []
+        for part in chunks(rows, 500):
+            created.extend(row[0] for row in insert_rows(
+                "customers_customer",
+                ["store_id", "external_id", "first_name", "last_name", "language", "timezone", "created_at", "updated_at"],
+                part, returning=["id"]))
+        for members, customer_id in zip(groups, created, strict=True):
             for position in members:
-                result[position] = customer.pk
+                result[position] = customer_id
 
     # Attach identities not yet known (new people, and new identities of known people).
     missing: dict[tuple[str, str], int] = {}
@@ -88,24 +96,26 @@ def customers_resolve(*, store: Store, people: Sequence[PersonRef]) -> list[int]
             if key not in owner and key not in missing:
                 missing[key] = result[position]  # type: ignore[assignment]
     if missing:
-        Identity.objects.bulk_create(
-            [Identity(store=store, kind=kind, value=value, customer_id=cid) for (kind, value), cid in missing.items()],
-            ignore_conflicts=True,
-        )
-        # A concurrent request may have claimed an identity first: adopt its owner and drop our orphan.
-        winners = dict(
-            ((kind, value), cid)
-            for kind, value, cid in Identity.objects.for_store(store)
-            .filter(_identity_filter(missing))
-            .values_list("kind", "value", "customer_id")
-        )
-        for position, person in enumerate(people):
-            for key in person.identities:
-                if key in winners and winners[key] != result[position]:
-                    loser = result[position]
-                    result[position] = winners[key]
-                    if not Identity.objects.filter(customer_id=loser).exists():
-                        Customer.objects.filter(pk=loser, store=store).delete()
+        now = db_datetime(timezone.now())
+        attached: set[tuple[str, str]] = set()
+        for part in chunks(list(missing.items()), 500):
+            attached.update(
+                (kind, value) for kind, value in insert_returning(
+                    "customers_identity", ["store_id", "customer_id", "kind", "value", "verified", "created_at"],
+                    [(store.pk, cid, kind, value, False, now) for (kind, value), cid in part],
+                    conflict=["store_id", "kind", "value"], returning=["kind", "value"])
+            )
+        lost = set(missing) - attached
+        if lost:
+            # A concurrent request claimed these identities first: adopt its profile and drop our orphan.
+            winners = _identity_owners(store, lost)
+            for position, person in enumerate(people):
+                for key in person.identities:
+                    if key in winners and winners[key] != result[position]:
+                        orphan = result[position]
+                        result[position] = winners[key]
+                        if not Identity.objects.filter(customer_id=orphan).exists():
+                            Customer.objects.filter(pk=orphan, store=store).delete()
     return [cid for cid in result if cid is not None]
 
 

@@ -29,7 +29,9 @@ class Event(StoreScoped):
     source = models.CharField(max_length=32, default="api")
     payload = models.JSONField()
     # Filled at projection time so a person's timeline is one indexed query.
-    customer = models.ForeignKey("customers.Customer", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    customer = models.ForeignKey(
+        "customers.Customer", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["store", "client_id"], name="event_unique_client_id")]

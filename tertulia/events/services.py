@@ -19,7 +19,7 @@ from tertulia.commerce.services import (
     orders_advance,
     orders_place,
 )
-from tertulia.core.db import chunks, db_datetime, db_json, insert_returning, json_placeholder
+from tertulia.core.db import chunks, db_datetime, db_json, insert_returning, is_sqlite, json_placeholder
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Store
 from tertulia.customers.models import Customer
@@ -104,14 +104,15 @@ def events_store(*, store: Store, events: list[ValidEvent], source: str) -> Inge
 
 
 def _insert(store: Store, events: list[ValidEvent], source: str) -> set[str]:
-    received = db_datetime(timezone.now())
+    lite = is_sqlite()
+    received = db_datetime(timezone.now(), sqlite=lite)
     columns = ["store_id", "client_id", "type", "occurred_at", "received_at", "source", "payload", "customer_id"]
     placeholders = ["%s"] * len(columns)
     placeholders[columns.index("payload")] = json_placeholder()
     created: set[str] = set()
     for part in chunks(events, 500):
         rows = [
-            (store.pk, e.client_id, e.type, db_datetime(e.occurred_at), received, source, db_json(e.raw), e.customer_id)
+            (store.pk, e.client_id, e.type, db_datetime(e.occurred_at, sqlite=lite), received, source, db_json(e.raw), e.customer_id)
             for e in part
         ]
         created.update(
