@@ -3,6 +3,7 @@
 import logging
 
 import orjson
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
@@ -10,6 +11,7 @@ from ninja.renderers import BaseRenderer
 from ninja.security import HttpBearer
 
 from tertulia.core.errors import ApiError, ErrorDetail, error_body, error_response
+from tertulia.core.middleware import body_too_large
 from tertulia.core.models import ApiKeyScope, Store
 from tertulia.core.services import api_key_authenticate
 
@@ -90,6 +92,17 @@ def _not_found(request, exc) -> HttpResponse:
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError) -> HttpResponse:
     return error_response(ApiError("http_error", str(exc), exc.status_code))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request, exc) -> HttpResponse:
+    # Reached when a body gets past the Content-Length check in core.middleware (see body_too_large).
+    return error_response(body_too_large())
+
+
+@api.exception_handler(SuspiciousOperation)
+def _suspicious(request, exc) -> HttpResponse:
+    return error_response(ApiError("bad_request", "The request was refused as malformed.", 400))
 
 
 @api.exception_handler(Exception)

@@ -1,10 +1,12 @@
 """POST /api/v1/events: one event or a batch of up to 1,000, all-or-nothing."""
 
+from django.conf import settings
 from django.http import HttpRequest
 from ninja import Router
 
 from tertulia.core.api import json_body, request_store
 from tertulia.core.errors import ApiError
+from tertulia.events.schema import nul_problems, validate_batch
 from tertulia.events.services import events_ingest
 
 router = Router(tags=["events"])
@@ -50,5 +52,18 @@ def ingest(request: HttpRequest):
         events = [body]
     else:
         raise ApiError("invalid_body", "Send one event object or {\"events\": [...]}.", 400)
+    if b"\\u0000" in request.body and isinstance(events, list) and len(events) <= settings.TERTULIA_MAX_BATCH:
+        _refuse_nul(events)
     result = events_ingest(store=request_store(request), events=events, source="api")
     return 200, result.as_dict()
+
+
+def _refuse_nul(events: list) -> None:
+    """Refuse NUL characters up front, with every other problem of the batch, so no database sees them."""
+    problems = nul_problems(events)
+    if problems:
+        _, others = validate_batch(events)
+        details = sorted(problems + others, key=lambda d: d.index or 0)
+        invalid = len({d.index for d in details})
+        raise ApiError("invalid_events", f"{invalid} of {len(events)} events are invalid; nothing was stored.",
+                       422, details)

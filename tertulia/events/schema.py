@@ -25,6 +25,7 @@ _URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
 LANGUAGES = {"es", "en", "ca", "eu", "gl", "pt", "fr", "de", "it"}
 CHANNELS = {"email", "sms", "social_dm"}
 CONSENT_STATUSES = {"subscribed", "unsubscribed", "pending_confirmation"}
+_INT32 = 2**31 - 1  # stock is an IntegerField, 32 bits on PostgreSQL
 
 
 @dataclass(slots=True)
@@ -63,11 +64,11 @@ def parse_timestamp(value: object) -> datetime | None:
         return None
     try:
         stamp = datetime.fromisoformat(value)
-    except ValueError:
+        if stamp.tzinfo is None:
+            return None
+        return stamp.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 pushed past the edge by its offset
         return None
-    if stamp.tzinfo is None:
-        return None
-    return stamp.astimezone(UTC)
 
 
 def _str(errors: _Errors, data: dict, key: str, path: str, *, required: bool, max_length: int = 500) -> str | None:
@@ -110,7 +111,8 @@ def _money(errors: _Errors, data: dict, key: str, path: str, *, required: bool) 
     return amount.quantize(Decimal("0.01"))
 
 
-def _int(errors: _Errors, data: dict, key: str, path: str, *, required: bool, minimum: int | None = None) -> int | None:
+def _int(errors: _Errors, data: dict, key: str, path: str, *, required: bool, minimum: int | None = None,
+         maximum: int | None = None) -> int | None:
     value = data.get(key)
     if value is None:
         if required:
@@ -121,6 +123,9 @@ def _int(errors: _Errors, data: dict, key: str, path: str, *, required: bool, mi
         return None
     if minimum is not None and value < minimum:
         errors.add(f"{path}.{key}", "out_of_range", f"Must be at least {minimum}.")
+        return None
+    if maximum is not None and value > maximum:
+        errors.add(f"{path}.{key}", "out_of_range", f"Must be at most {maximum}.")
         return None
     return value
 
@@ -137,12 +142,15 @@ def _currency(errors: _Errors, data: dict, path: str, *, required: bool) -> str 
     return value
 
 
-def _url(errors: _Errors, data: dict, key: str, path: str) -> str | None:
+def _url(errors: _Errors, data: dict, key: str, path: str, *, max_length: int = 2000) -> str | None:
     value = data.get(key)
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > 2000 or not _URL.match(value):
+    if not isinstance(value, str) or not _URL.match(value):
         errors.add(f"{path}.{key}", "invalid_url", "Must be an http(s) URL.")
+        return None
+    if len(value) > max_length:
+        errors.add(f"{path}.{key}", "too_long", f"At most {max_length} characters.")
         return None
     return value
 
@@ -242,7 +250,7 @@ def _category(errors, data, path):
         "id": _str(errors, data, "id", path, required=True, max_length=128),
         "name": _str(errors, data, "name", path, required=True, max_length=200),
         "parent_id": _str(errors, data, "parent_id", path, required=False, max_length=128),
-        "url": _url(errors, data, "url", path),
+        "url": _url(errors, data, "url", path, max_length=1000),
     }
 
 
@@ -255,11 +263,11 @@ def _product(errors, data, path):
         "external_id": _str(errors, data, "external_id", path, required=False, max_length=128),
         "title": _str(errors, data, "title", path, required=True),
         "description": _str(errors, data, "description", path, required=False, max_length=20000),
-        "url": _url(errors, data, "url", path),
-        "image_url": _url(errors, data, "image_url", path),
+        "url": _url(errors, data, "url", path, max_length=1000),
+        "image_url": _url(errors, data, "image_url", path, max_length=1000),
         "price": _money(errors, data, "price", path, required=False),
         "currency": _currency(errors, data, path, required=False),
-        "stock": _int(errors, data, "stock", path, required=False),
+        "stock": _int(errors, data, "stock", path, required=False, minimum=-_INT32, maximum=_INT32),
         "category_id": _str(errors, data, "category_id", path, required=False, max_length=128),
         "active": active is not False,
     }
@@ -271,10 +279,10 @@ def _customer(errors, data, path):
 
 def _consent(errors, data, path):
     channel = data.get("channel")
-    if channel not in CHANNELS:
+    if not isinstance(channel, str) or channel not in CHANNELS:
         errors.add(f"{path}.channel", "invalid_choice", f"Must be one of {sorted(CHANNELS)}.")
     status = data.get("status")
-    if status not in CONSENT_STATUSES:
+    if not isinstance(status, str) or status not in CONSENT_STATUSES:
         errors.add(f"{path}.status", "invalid_choice", f"Must be one of {sorted(CONSENT_STATUSES)}.")
     evidence = data.get("evidence", {})
     if not isinstance(evidence, dict):
@@ -345,8 +353,10 @@ def validate_event(raw: object, index: int | None, now: datetime) -> tuple[Valid
     event_type = raw.get("type")
     if event_type is None:
         errors.add("type", "required", "This field is required.")
+    elif not isinstance(event_type, str):
+        errors.add("type", "invalid_type", "Must be a string.")
     elif event_type not in EVENT_TYPES:
-        errors.add("type", "unknown_type", f"Unknown event type '{event_type}'. Known: {', '.join(sorted(EVENT_TYPES))}.")
+        errors.add("type", "unknown_type", f"Unknown event type '{event_type[:100]}'. Known: {', '.join(sorted(EVENT_TYPES))}.")
     occurred_raw = raw.get("occurred_at")
     occurred_at = None
     if occurred_raw is None:
@@ -387,3 +397,33 @@ def validate_batch(raws: list[object], now: datetime | None = None) -> tuple[lis
             valid.append(event)
         details.extend(problems)
     return valid, details
+
+
+def _nul_paths(value: object, path: str) -> list[str]:
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = (f"{path}.{key}" if path else key).replace("\x00", "\\u0000")
+            if "\x00" in key:
+                found.append(child)
+            found.extend(_nul_paths(item, child))
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            found.extend(_nul_paths(item, f"{path}[{position}]"))
+    return found
+
+
+def nul_problems(raws: list[object]) -> list[ErrorDetail]:
+    """Strings holding U+0000, which PostgreSQL cannot store in text or jsonb.
+
+    Walking every event is too slow for the hot path, so callers run this only when the raw body
+    contains the escape `\\u0000` (JSON cannot carry a bare NUL byte).
+    """
+    return [
+        ErrorDetail(field=path, code="nul_character", message="Text must not contain the NUL character (U+0000).",
+                    index=index)
+        for index, raw in enumerate(raws)
+        for path in _nul_paths(raw, "")
+    ]
