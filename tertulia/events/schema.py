@@ -376,7 +376,7 @@ def validate_event(raw: object, index: int | None, now: datetime) -> tuple[Valid
         return None, errors.details
     parsed: dict[str, Any] = {}
     person = None
-    if event_type in _PARSERS:
+    if isinstance(event_type, str) and event_type in _PARSERS:
         parser, customer_rule = _PARSERS[event_type]
         parsed = parser(errors, data, "data")
         if customer_rule is not None:
