@@ -1,0 +1,1 @@
+"""Store webhooks in their own formats (Shopify, WooCommerce), verified, deduplicated and mapped to native events."""
