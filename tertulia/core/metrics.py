@@ -119,3 +119,44 @@ def process_exited(pid: int) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid, MULTIPROC_DIR)
+
+
+# --- Background jobs ------------------------------------------------------------------------
+JOBS_PROCESSED = PromCounter(
+    "tertulia_jobs_processed_total", "Job attempts finished by workers", ["task", "outcome"]
+)
+JOB_SECONDS = Histogram("tertulia_job_seconds", "Time one job attempt ran", ["task"])
+
+
+def job_processed(*, task: str, outcome: str, seconds: float) -> None:
+    JOBS_PROCESSED.labels(task, outcome).inc()
+    JOB_SECONDS.labels(task).observe(seconds)
+
+
+class JobsCollector:
+    """Job gauges read from the database at scrape time, so every web process reports the same truth."""
+
+    STATUSES = ("queued", "running", "failed")
+
+    def collect(self):
+        from django.db import DatabaseError
+        from django.db.models import Count
+        from django.utils import timezone
+
+        from tertulia.core.models import Job
+
+        try:
+            counts = dict(
+                Job.objects.filter(status__in=self.STATUSES).values_list("status").annotate(n=Count("id")).order_by()
+            )
+            due = Job.objects.filter(status="queued", due_at__lte=timezone.now()).count()
+        except DatabaseError:
+            return
+        by_status = GaugeMetricFamily("tertulia_jobs", "Jobs by status (queued, running, failed)", labels=["status"])
+        for status in self.STATUSES:
+            by_status.add_metric([status], counts.get(status, 0))
+        yield by_status
+        yield GaugeMetricFamily("tertulia_jobs_due", "Queued jobs whose due time has passed (the backlog)", value=due)
+
+
+_DATABASE.register(JobsCollector())

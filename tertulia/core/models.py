@@ -130,6 +130,7 @@ class Job(models.Model):
     claimed_by = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    last_error_class = models.CharField(max_length=200, blank=True)
     return_value = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=now)
     started_at = models.DateTimeField(null=True, blank=True)
