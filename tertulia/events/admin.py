@@ -1,0 +1,35 @@
+"""Django admin for the event log and webhook deliveries: read-only, because the log is append-only."""
+
+from django.contrib import admin
+
+from tertulia.events.models import Event, WebhookDelivery
+
+
+class AppendOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(AppendOnlyAdmin):
+    list_display = ["client_id", "type", "occurred_at", "received_at", "source", "customer", "store"]
+    list_filter = ["type", "source", "store"]
+    search_fields = ["client_id"]
+    date_hierarchy = "received_at"
+    list_select_related = ["customer", "store"]
+    show_full_result_count = False  # the log grows large; COUNT(*) on every page would be slow
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(AppendOnlyAdmin):
+    list_display = ["provider", "topic", "delivery_id", "events_created", "received_at", "store"]
+    list_filter = ["provider", "topic", "store"]
+    search_fields = ["delivery_id", "topic"]
+    date_hierarchy = "received_at"
+    list_select_related = ["store"]
