@@ -55,3 +55,16 @@ def when_ready(server):
     parent = os.environ.get("TERTULIA_PARENT_PID")
     if parent and parent.isdigit():
         threading.Thread(target=_watch_parent, args=(int(parent),), name="parent-watch", daemon=True).start()
+
+
+def on_starting(server):
+    # With PROMETHEUS_MULTIPROC_DIR set, counters of a previous run must not be added to this one's.
+    from tertulia.core.metrics import multiprocess_reset
+
+    multiprocess_reset()
+
+
+def child_exit(server, worker):
+    from tertulia.core.metrics import process_exited
+
+    process_exited(worker.pid)
