@@ -296,6 +296,10 @@ def test_orders_list_and_filters(api, store, event):
     ("/api/v1/orders", {"customer": "ana"}, "customer"),
     ("/api/v1/carts", {"customer": "99999999999999999999999"}, "customer"),
     ("/api/v1/products", {"sku": "x" * 200}, "sku"),
+    ("/api/v1/products", {"sku": "a\x00b"}, "sku"),
+    ("/api/v1/products", {"category": "\x00"}, "category"),
+    ("/api/v1/customers", {"email": "a\x00b@example.com"}, "email"),
+    ("/api/v1/customers", {"handle": "x:a\x00"}, "handle"),
 ])
 def test_bad_filters_are_422(api, store, path, params, field):
     response = api.get(path, **params)

@@ -7,11 +7,13 @@ what a cursor holds without breaking anyone.
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from django.db.models import Model, QuerySet
 from ninja import Field, Schema
+from pydantic import field_validator
 
 from tertulia.core.errors import ApiError, ErrorDetail
 
@@ -22,12 +24,22 @@ MAX_ID = 2**63 - 1
 _CURSOR_PREFIX = "id1:"
 _MAX_CURSOR_LENGTH = 64
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 M = TypeVar("M", bound=Model)
 
 
 class PageParams(Schema):
     cursor: str | None = Field(None, description="`next_cursor` of the previous page; leave out for the first page.")
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"Rows per page, 1 to {MAX_LIMIT}.")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: object) -> object:
+        # PostgreSQL refuses NUL in text, so such a filter would fail in the database instead of here.
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise ValueError("Must not contain control characters.")
+        return value
 
 
 class ErrorDetailOut(Schema):
