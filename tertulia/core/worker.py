@@ -157,6 +157,9 @@ def job_claim(*, worker: str, lease: float, queues: list[str] | None = None) -> 
     lock first, so two claimers can never pick the same row.
     """
     moment = timezone.now()
+    if not is_postgres() and not _due_exists(moment, queues):
+        # Idle polls stay read-only, so an idle worker never takes SQLite's single write lock.
+        return None
     table = Job._meta.db_table
     queue_sql = f" AND queue_name IN ({', '.join(['%s'] * len(queues))})" if queues else ""
     lock_sql = " FOR UPDATE SKIP LOCKED" if is_postgres() else ""
@@ -178,6 +181,11 @@ def job_claim(*, worker: str, lease: float, queues: list[str] | None = None) -> 
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return Job.objects.get(pk=row[0]) if row else None
+
+
+def _due_exists(moment: datetime, queues: list[str] | None) -> bool:
+    due = Job.objects.filter(status=JobStatus.QUEUED, due_at__lte=moment)
+    return (due.filter(queue_name__in=queues) if queues else due).exists()
 
 
 def jobs_reclaim_expired() -> int:
