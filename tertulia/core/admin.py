@@ -84,3 +84,7 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+admin.site.site_header = "Tertulia"
+admin.site.site_title = "Tertulia"

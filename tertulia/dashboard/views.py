@@ -138,7 +138,8 @@ def _overview_payload(overview: selectors.Overview) -> dict:
         "orders_30d": formatting.format_count(overview.orders_30d),
         "revenue_30d": formatting.format_money(overview.revenue_30d),
         "customers": formatting.format_count(overview.customers),
-        "generated_at": date_format(timezone.localtime(overview.generated_at), "TIME_FORMAT"),
+        # Seconds shown so a refresh is visible even when no figure moved.
+        "generated_at": date_format(timezone.localtime(overview.generated_at), "H:i:s"),
     }
     for rate in overview.consent:
         display[f"consent_{rate.channel}"] = formatting.format_percent(rate.rate)
