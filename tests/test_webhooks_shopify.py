@@ -298,3 +298,15 @@ def test_only_post_is_allowed(client, store):
     response = client.get(f"/webhooks/shopify/{store.slug}")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_oversized_body_is_413_and_nothing_stored(deliver, store, settings):
+    body = b'{"id": 1, "note": "' + b"x" * (settings.TERTULIA_MAX_BODY_BYTES + 1) + b'"}'
+    response = deliver("orders/create", body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert nothing_stored(store)
+
+
+def test_url_with_a_trailing_slash_is_accepted(deliver, store):
+    assert deliver("customers/update", client_object("customer.json", "customer"), slug=f"{store.slug}/").status_code == 200
