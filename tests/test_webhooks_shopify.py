@@ -310,3 +310,13 @@ def test_oversized_body_is_413_and_nothing_stored(deliver, store, settings):
 
 def test_url_with_a_trailing_slash_is_accepted(deliver, store):
     assert deliver("customers/update", client_object("customer.json", "customer"), slug=f"{store.slug}/").status_code == 200
+
+
+def test_no_csrf_token_is_needed(store):
+    from django.test import Client
+
+    body = client_object("customer.json", "customer")
+    response = Client(enforce_csrf_checks=True).post(
+        f"/webhooks/shopify/{store.slug}", body, content_type="application/json",
+        headers={"X-Shopify-Topic": "customers/update", "X-Shopify-Hmac-Sha256": sign(body, store.shopify_secret)})
+    assert response.status_code == 200, response.content
