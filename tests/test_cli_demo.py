@@ -194,3 +194,63 @@ def test_demo_refuses_a_port_in_use(tmp_path):
                                 timeout=120, check=False)
     assert result.returncode == 1
     assert "port is in use" in result.stderr
+
+
+def test_demo_history_is_deterministic_for_a_seed():
+    from datetime import UTC, datetime
+
+    from tertulia.ops.demo_data import demo_events_build
+
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    assert demo_events_build(seed=7, now=now) == demo_events_build(seed=7, now=now)
+    assert demo_events_build(seed=7, now=now) != demo_events_build(seed=8, now=now)
+    every = [event for phase in demo_events_build(seed=7, now=now) for event in phase]
+    assert all(event["occurred_at"] <= "2026-03-01T12:00:00Z" for event in every)
+
+
+def test_demo_seed_goes_through_event_ingestion(db):
+    from tertulia.catalog.models import Category, Product
+    from tertulia.commerce.models import Cart, Order
+    from tertulia.customers.models import Consent, Customer, Identity
+    from tertulia.events.models import Event
+    from tertulia.ops.demo_data import demo_store_seed
+
+    store = demo_store_seed().store
+
+    assert store.slug == "demo" and store.currency == "EUR" and store.language == "es"
+    assert 45 <= Product.objects.for_store(store).count() <= 60
+    assert Category.objects.for_store(store).filter(parent__isnull=False).exists()
+    assert Customer.objects.for_store(store).count() == 200
+    phones = Identity.objects.for_store(store).filter(kind="phone").values_list("value", flat=True)
+    assert phones and all(value.startswith("+34") for value in phones)
+    assert Identity.objects.for_store(store).filter(kind__in=["instagram", "x", "mastodon", "bluesky"]).exists()
+    assert set(Customer.objects.for_store(store).values_list("language", flat=True)) == {"es", "en"}
+    assert set(Consent.objects.for_store(store).values_list("channel", flat=True)) == {"email", "sms", "social_dm"}
+    assert Consent.objects.for_store(store).filter(status="unsubscribed").exists()
+    assert Cart.objects.for_store(store).filter(status="open").exists()
+    assert Cart.objects.for_store(store).filter(status="converted").count() == Order.objects.for_store(store).count()
+    assert {"delivered", "cancelled"} <= set(Order.objects.for_store(store).values_list("status", flat=True))
+    events = Event.objects.for_store(store)
+    assert events.exclude(source="demo").count() == 0
+    assert events.filter(type="order_delivered", customer__isnull=False).count() == events.filter(
+        type="order_delivered").count()  # moments are tied to the buyer, for the customer timeline
+
+
+def test_demo_access_is_reused_while_it_works_and_reissued_when_lost(db):
+    from tertulia.core.models import ApiKey, Membership
+    from tertulia.core.services import api_key_authenticate, store_create
+    from tertulia.ops.services import demo_access_ensure
+
+    store = store_create(slug="demo", name="Demo")
+    first = demo_access_ensure(store=store)
+    assert not first.reused
+    assert Membership.objects.for_store(store).get(user__username="demo").role == "owner"
+    assert api_key_authenticate(secret=first.api_key).store_id == store.pk
+
+    again = demo_access_ensure(store=store, password=first.password, api_key=first.api_key)
+    assert again == type(first)(first.username, first.password, first.api_key, reused=True)
+
+    lost = demo_access_ensure(store=store)
+    assert lost.api_key != first.api_key and lost.password != first.password
+    assert api_key_authenticate(secret=first.api_key) is None  # the forgotten key no longer works
+    assert ApiKey.objects.for_store(store).filter(revoked_at__isnull=True).count() == 1

@@ -22,6 +22,7 @@ from tertulia.ops.server import (
     format_bind,
     gunicorn_argv,
     port_available,
+    probe_host,
     wait_healthy,
 )
 from tertulia.ops.services import DEMO_USERNAME, demo_access_ensure
@@ -127,7 +128,8 @@ class Command(BaseCommand):
         worker.start()
         failed = False
         try:
-            if wait_healthy(f"{credentials['url']}/healthz", timeout=STARTUP_TIMEOUT,
+            probe = f"http://{format_bind(probe_host(host), port)}/healthz"
+            if wait_healthy(probe, timeout=STARTUP_TIMEOUT,
                             alive=lambda: server.poll() is None, stop=stop.is_set):
                 self._announce(credentials, path)
             elif not stop.is_set():
