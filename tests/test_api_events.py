@@ -94,3 +94,11 @@ def test_linking_identities_merges_profiles(api, store, event):
     assert survivor.first_name == "Ana"
     assert set(Identity.objects.filter(customer=survivor).values_list("kind", flat=True)) == {"email", "phone"}
     assert Cart.objects.for_store(store).get(external_id="c1").customer_id == survivor.pk
+
+
+def test_late_checkout_started_still_records_when_checkout_began(api, store, event):
+    api.post("/api/v1/events", event("cart_updated", cart(), at=T0 + timedelta(minutes=10)))
+    api.post("/api/v1/events", event("checkout_started", {"cart_id": "c1"}, at=T0 + timedelta(minutes=2)))
+    stored = Cart.objects.for_store(store).get(external_id="c1")
+    assert stored.checkout_started_at == T0 + timedelta(minutes=2)
+    assert str(stored.total) == "59.90"  # the stale checkout did not overwrite the newer contents

@@ -102,6 +102,20 @@ def carts_apply(*, store: Store, states: Sequence[CartState]) -> int:
             ]
             changed += len(insert_returning(CART, columns, rows, conflict=["store_id", "external_id"],
                                             returning=["id"], placeholders=placeholders, update=update))
+    # When a checkout began is a fact of its own: a late or stale checkout_started still moves the
+    # start earlier, even though its cart contents lost to a newer state (or the cart is converted).
+    earliest: dict[str, datetime] = {}
+    for s in states:
+        if s.checkout and (s.cart_id not in earliest or s.occurred_at < earliest[s.cart_id]):
+            earliest[s.cart_id] = s.occurred_at
+    if earliest:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {CART} SET checkout_started_at = %s WHERE store_id = %s AND external_id = %s "
+                "AND (checkout_started_at IS NULL OR checkout_started_at > %s)",
+                [(db_datetime(at, sqlite=lite), store.pk, cart_id, db_datetime(at, sqlite=lite))
+                 for cart_id, at in earliest.items()],
+            )
     return changed
 
 
