@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
@@ -116,9 +117,9 @@ def test_metrics_add_up_across_processes_in_multiprocess_mode(tmp_path):
     # Each gunicorn worker is a process of its own; a scrape reaching any one must show all of them.
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "TERTULIA_HOME": str(tmp_path), "LOG_LEVEL": "ERROR",
            "DATABASE_URL": f"sqlite:///{tmp_path / 'ops.sqlite3'}"}
-    for count in ("5", "7"):
-        result = _run_django(_COUNT_REQUESTS, env, count, "quiet")
-        assert result.returncode == 0, result.stderr
+    with ThreadPoolExecutor(2) as pool:
+        for result in pool.map(lambda count: _run_django(_COUNT_REQUESTS, env, count, "quiet"), ["5", "7"]):
+            assert result.returncode == 0, result.stderr
     result = _run_django(_COUNT_REQUESTS, env, "1", "scrape")
     assert result.returncode == 0, result.stderr
     figures = samples(result.stdout)
