@@ -88,6 +88,8 @@ def test_sign_in_live_overview_language_and_customer_page(page, live_server, sho
     page.goto(f"{live_server.url}/app/")
     expect(page).to_have_url(f"{live_server.url}/app/login/?next=/app/")
     expect(page.locator("h1")).to_have_text("Inicia sesión en Tertulia")
+    shots = Path(os.environ.get("DASHBOARD_SCREENSHOT_DIR", tmp_path))
+    page.screenshot(path=str(shots / "login.png"))
 
     page.fill("#id_username", "lucia")
     page.fill("#id_password", PASSWORD)
@@ -97,7 +99,6 @@ def test_sign_in_live_overview_language_and_customer_page(page, live_server, sho
     expect(page.locator("[data-figure=open_carts]")).to_have_text("7")
     expect(page.locator("[data-figure=open_carts_value]")).to_have_text("84,50\u00a0€")
     expect(page.locator("#store-select option")).to_have_count(1)  # only the user's own store
-    shots = Path(os.environ.get("DASHBOARD_SCREENSHOT_DIR", tmp_path))
     page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
     # Live figures: an event posted now appears without reloading the page.
@@ -117,6 +118,7 @@ def test_sign_in_live_overview_language_and_customer_page(page, live_server, sho
 
     # The customers list, a search, and one person's page with the timeline newest first.
     page.click("nav.mainnav >> text=Customers")
+    page.screenshot(path=str(shots / "customers.png"), full_page=True)
     page.fill("#customer-search", "612 345")
     page.click("form.search button")
     person = page.locator("table.table tbody tr")
