@@ -148,6 +148,7 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="tertulia-bench-")
     env = {**os.environ, "TERTULIA_HOME": home, "LOG_LEVEL": "WARNING", "SECRET_KEY": "bench-" + "x" * 50}
     server = None
+    scratch = None
     database = "external"
     try:
         if args.url:
@@ -155,7 +156,7 @@ def main() -> int:
         else:
             if env.get("DATABASE_URL"):
                 database = "postgresql"
-                tertulia("flush", "--no-input", env=env) if _migrated(env) else None
+                env["DATABASE_URL"], scratch = _scratch_database(env["DATABASE_URL"])
             else:
                 database = "sqlite"
             tertulia("migrate", "-v0", env=env)
@@ -195,12 +196,27 @@ def main() -> int:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
+        if scratch:
+            scratch()
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _migrated(env: dict) -> bool:
-    return subprocess.run([sys.executable, "-m", "tertulia", "migrate", "--check"], env=env, cwd=ROOT,
-                          capture_output=True).returncode == 0
+def _scratch_database(url: str):
+    """Create an empty database beside the one DATABASE_URL names; return its URL and a function that drops it."""
+    import psycopg
+
+    parsed = urllib.parse.urlparse(url)
+    name = f"tertulia_bench_{os.getpid()}"
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return parsed._replace(path=f"/{name}").geturl(), drop
 
 
 def _wait_healthy(url: str) -> None:
