@@ -28,7 +28,7 @@ _EVENT_SCHEMA = {
 @router.post(
     "/events",
     summary="Ingest store events",
-    response={200: dict, 207: dict},
+    response={200: dict},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -55,7 +55,7 @@ def ingest(request: HttpRequest):
     if b"\\u0000" in request.body and isinstance(events, list) and len(events) <= settings.TERTULIA_MAX_BATCH:
         _refuse_nul(events)
     result = events_ingest(store=request_store(request), events=events, source="api")
-    return 200, result.as_dict()
+    return result.as_dict()
 
 
 def _refuse_nul(events: list) -> None:
