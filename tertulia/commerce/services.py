@@ -53,12 +53,13 @@ class OrderMoment:
 
 
 def _latest(states, key):
+    """The newest state per key, sorted by key so concurrent writers lock rows in the same order."""
     latest = {}
     for state in states:
         current = latest.get(key(state))
         if current is None or state.occurred_at >= current.occurred_at:
             latest[key(state)] = state
-    return list(latest.values())
+    return [latest[k] for k in sorted(latest)]
 
 
 def carts_apply(*, store: Store, states: Sequence[CartState]) -> int:
@@ -111,7 +112,7 @@ def carts_apply(*, store: Store, states: Sequence[CartState]) -> int:
     if earliest:
         with connection.cursor() as cursor:
             cursor.executemany(
-                f"UPDATE {CART} SET checkout_started_at = %s WHERE store_id = %s AND external_id = %s "
+                f"UPDATE {CART} SET checkout_started_at = %s WHERE store_id = %s AND external_id = %s "  # noqa: S608 - identifiers are our constants; values are bound parameters
                 "AND (checkout_started_at IS NULL OR checkout_started_at > %s)",
                 [(db_datetime(at, sqlite=lite), store.pk, cart_id, db_datetime(at, sqlite=lite))
                  for cart_id, at in earliest.items()],
@@ -196,7 +197,7 @@ def orders_advance(*, store: Store, moments: Sequence[OrderMoment]) -> int:
                                  THEN excluded.last_event_at ELSE {ORDER}.last_event_at END,
             updated_at = excluded.updated_at
         """
-        for part in chunks(list(earliest.values()), 500):
+        for part in chunks([earliest[k] for k in sorted(earliest)], 500):
             rows = [
                 (store.pk, m.order_id, "", moment, db_json([]), "0", "", db_datetime(m.occurred_at, sqlite=lite),
                  db_datetime(m.occurred_at, sqlite=lite), now, now)
@@ -208,7 +209,7 @@ def orders_advance(*, store: Store, moments: Sequence[OrderMoment]) -> int:
     for part in chunks(sorted(touched), 500):
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {ORDER} SET status = {_STATUS_SQL} WHERE store_id = %s AND external_id IN "
+                f"UPDATE {ORDER} SET status = {_STATUS_SQL} WHERE store_id = %s AND external_id IN "  # noqa: S608 - identifiers are our constants; values are bound parameters
                 f"({', '.join(['%s'] * len(part))})",
                 [store.pk, *part],
             )

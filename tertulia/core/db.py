@@ -1,11 +1,17 @@
 """Small helpers for the few hot paths that write many rows at once in one SQL statement."""
 
-from collections.abc import Sequence
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from django.db import connection
+from django.db import OperationalError, connection, transaction
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def is_postgres() -> bool:
@@ -65,7 +71,7 @@ def insert_returning(
     row_sql = "(" + ", ".join(placeholders or ["%s"] * len(columns)) + ")"
     action = f"DO UPDATE SET {update}" if update else "DO NOTHING"
     sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(rows))} "
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(rows))} "  # noqa: S608 - identifiers are our constants; values are bound parameters
         f"ON CONFLICT ({', '.join(conflict)}) {action} RETURNING {', '.join(returning)}"
     )
     return _execute_fetchall(sql, [value for row in rows for value in row])
@@ -76,7 +82,7 @@ def insert_rows(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     if not rows:
         return []
     row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(rows))} RETURNING {', '.join(returning)}"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(rows))} RETURNING {', '.join(returning)}"  # noqa: S608 - identifiers are our constants; values are bound parameters
     return _execute_fetchall(sql, [value for row in rows for value in row])
 
 
@@ -93,3 +99,31 @@ def _execute_fetchall(sql: str, params: list[Any]) -> list[tuple]:
 
 def chunks(rows: Sequence, size: int) -> list[Sequence]:
     return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+def is_transient(exc: OperationalError) -> bool:
+    """Deadlocks, serialization failures and SQLite lock time-outs: nothing wrong with the data, run again."""
+    text = str(exc).lower()
+    return "deadlock" in text or "could not serialize" in text or "database is locked" in text
+
+
+def atomic_with_retry(work: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run `work` in one transaction, and run it again (with jitter) if the database reports a transient conflict.
+
+    Concurrent batches touching the same rows can deadlock on PostgreSQL; the work is all-or-nothing,
+    so running it again is safe. Inside a caller's transaction there is no retry: the caller's whole
+    unit must be retried, not a part of it.
+    """
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            return work()
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic():
+                return work()
+        except OperationalError as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            logger.warning("transaction retried", extra={"attempt": attempt, "error": str(exc).splitlines()[0][:200]})
+            time.sleep(random.uniform(0.005, 0.05) * attempt)  # noqa: S311 - jitter, not security
+    raise AssertionError("unreachable")

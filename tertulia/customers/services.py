@@ -98,7 +98,7 @@ def customers_resolve(*, store: Store, people: Sequence[PersonRef]) -> list[int]
     if missing:
         now = db_datetime(timezone.now())
         attached: set[tuple[str, str]] = set()
-        for part in chunks(list(missing.items()), 500):
+        for part in chunks(sorted(missing.items()), 500):  # sorted: one lock order for all writers
             attached.update(
                 (kind, value) for kind, value in insert_returning(
                     "customers_identity", ["store_id", "customer_id", "kind", "value", "verified", "created_at"],

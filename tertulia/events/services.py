@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from tertulia.catalog.services import categories_upsert, products_upsert
@@ -19,7 +18,15 @@ from tertulia.commerce.services import (
     orders_advance,
     orders_place,
 )
-from tertulia.core.db import chunks, db_datetime, db_json, insert_returning, is_sqlite, json_placeholder
+from tertulia.core.db import (
+    atomic_with_retry,
+    chunks,
+    db_datetime,
+    db_json,
+    insert_returning,
+    is_sqlite,
+    json_placeholder,
+)
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Store
 from tertulia.customers.models import Customer
@@ -67,27 +74,12 @@ def events_ingest(*, store: Store, events: list, source: str = "api", now: datet
 
 
 def events_store(*, store: Store, events: list[ValidEvent], source: str) -> IngestResult:
-    """Store validated events once each and project the new ones, in one transaction."""
-    result = IngestResult()
+    """Store validated events once each and project the new ones, in one transaction (run again on a deadlock)."""
     unique: dict[str, ValidEvent] = {}
     for event in events:
         unique.setdefault(event.client_id, event)
-    with transaction.atomic():
-        with_person = [e for e in unique.values() if e.person is not None]
-        if with_person:
-            ids = customers_resolve(
-                store=store, people=[PersonRef(e.person.identities, e.person.fields) for e in with_person]  # type: ignore[union-attr]
-            )
-            for event, customer_id in zip(with_person, ids, strict=True):
-                event.customer_id = customer_id
-        moments = [e for e in unique.values() if e.type in _MOMENTS]
-        if moments:
-            owners = order_customer_ids(store=store, order_ids={e.data["order_id"] for e in moments})
-            for event in moments:
-                event.customer_id = owners.get(event.data["order_id"])
-        created = _insert(store, list(unique.values()), source)
-        new = [e for e in unique.values() if e.client_id in created]
-        _project(store, new)
+    created = atomic_with_retry(lambda: _store_once(store, list(unique.values()), source))
+    result = IngestResult()
     for event in events:
         status = "created" if event.client_id in created else "duplicate"
         if status == "created":
@@ -103,6 +95,24 @@ def events_store(*, store: Store, events: list[ValidEvent], source: str) -> Inge
     return result
 
 
+def _store_once(store: Store, unique: list[ValidEvent], source: str) -> set[str]:
+    with_person = [e for e in unique if e.person is not None]
+    if with_person:
+        ids = customers_resolve(
+            store=store, people=[PersonRef(e.person.identities, e.person.fields) for e in with_person]  # type: ignore[union-attr]
+        )
+        for event, customer_id in zip(with_person, ids, strict=True):
+            event.customer_id = customer_id
+    moments = [e for e in unique if e.type in _MOMENTS]
+    if moments:
+        owners = order_customer_ids(store=store, order_ids={e.data["order_id"] for e in moments})
+        for event in moments:
+            event.customer_id = owners.get(event.data["order_id"])
+    created = _insert(store, unique, source)
+    _project(store, [e for e in unique if e.client_id in created])
+    return created
+
+
 def _insert(store: Store, events: list[ValidEvent], source: str) -> set[str]:
     lite = is_sqlite()
     received = db_datetime(timezone.now(), sqlite=lite)
@@ -110,7 +120,7 @@ def _insert(store: Store, events: list[ValidEvent], source: str) -> set[str]:
     placeholders = ["%s"] * len(columns)
     placeholders[columns.index("payload")] = json_placeholder()
     created: set[str] = set()
-    for part in chunks(events, 500):
+    for part in chunks(sorted(events, key=lambda e: e.client_id), 500):
         rows = [
             (store.pk, e.client_id, e.type, db_datetime(e.occurred_at, sqlite=lite), received, source, db_json(e.raw), e.customer_id)
             for e in part

@@ -4,8 +4,9 @@ import base64
 import hashlib
 import hmac
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
+from tertulia.core.db import atomic_with_retry
 from tertulia.core.errors import ApiError
 from tertulia.core.models import Store
 from tertulia.events.models import WebhookDelivery
@@ -43,14 +44,17 @@ def delivery_receive(*, store: Store, provider: str, delivery_id: str | None, to
         raise ApiError("invalid_events", f"{invalid} of {len(events)} mapped events are invalid; nothing was stored.",
                        422, problems)
     try:
-        with transaction.atomic():
+        def receive() -> IngestResult:
             delivery = None
             if delivery_id:
                 delivery = WebhookDelivery.objects.create(store=store, provider=provider,
                                                           delivery_id=delivery_id[:200], topic=topic[:64])
-            result = events_store(store=store, events=valid, source=provider) if valid else IngestResult()
-            if delivery is not None and result.accepted:
-                WebhookDelivery.objects.filter(pk=delivery.pk).update(events_created=result.accepted)
+            stored = events_store(store=store, events=valid, source=provider) if valid else IngestResult()
+            if delivery is not None and stored.accepted:
+                WebhookDelivery.objects.filter(pk=delivery.pk).update(events_created=stored.accepted)
+            return stored
+
+        result = atomic_with_retry(receive)
     except IntegrityError:
         # Two copies of one delivery raced; the other one stored it.
         if delivery_seen(store=store, provider=provider, delivery_id=delivery_id):
