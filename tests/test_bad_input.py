@@ -429,3 +429,22 @@ def test_wrong_method_on_events(api, before, method):
     assert_error(response, 405, "method_not_allowed")
     assert "POST" in response["Allow"]
     assert snapshot() == before
+
+
+def test_a_webhook_carrying_nul_characters_is_refused_not_a_500(client, store, before):
+    # Same database limit as above, reached through the Shopify mapping.
+    import base64
+    import hashlib
+    import hmac
+    from pathlib import Path
+
+    sample = Path(__file__).parent / "fixtures/ecommerce/shopify/trigger_dev_sample_payloads/CustomersCreate.json"
+    payload = orjson.loads(sample.read_bytes())
+    payload["first_name"] = "Ana\x00"
+    body = orjson.dumps(payload)
+    signature = base64.b64encode(hmac.new(store.shopify_secret.encode(), body, hashlib.sha256).digest()).decode()
+    response = client.post(f"/webhooks/shopify/{store.slug}", body, content_type="application/json", headers={
+        "X-Shopify-Topic": "customers/create", "X-Shopify-Webhook-Id": "nul-1", "X-Shopify-Hmac-Sha256": signature})
+    error = assert_error(response, 422, "invalid_events")
+    assert "nul_character" in {detail["code"] for detail in error["details"]}
+    assert snapshot() == before

@@ -10,7 +10,7 @@ from tertulia.core.db import atomic_with_retry
 from tertulia.core.errors import ApiError
 from tertulia.core.models import Store
 from tertulia.events.models import WebhookDelivery
-from tertulia.events.schema import validate_batch
+from tertulia.events.schema import nul_problems, validate_batch
 from tertulia.events.services import IngestResult, events_store
 
 
@@ -39,6 +39,7 @@ def delivery_receive(*, store: Store, provider: str, delivery_id: str | None, to
     Without a delivery id the events are still stored once each: their client ids come from the payload.
     """
     valid, problems = validate_batch(events)
+    problems += nul_problems(events)  # PostgreSQL stores no U+0000; a delivery is a few events, so always look
     if problems:
         invalid = len({p.index for p in problems})
         raise ApiError("invalid_events", f"{invalid} of {len(events)} mapped events are invalid; nothing was stored.",
