@@ -62,6 +62,31 @@ def _latest(states, key):
     return [latest[k] for k in sorted(latest)]
 
 
+def commerce_lock(*, store: Store, cart_ids: set[str], order_ids: set[str]) -> None:
+    """Take every cart and order row a batch will write, in key order, before writing any (PostgreSQL).
+
+    A batch writes carts in two statements (new states, then conversion by orders), so two
+    concurrent batches could each hold a cart the other needs next: a deadlock that PostgreSQL
+    only breaks after a second. Locking all the rows in one sorted statement first means every
+    writer takes them in the same order. Rows not seen yet are created empty, which the state
+    rules treat as older than anything. SQLite has one writer at a time and needs none of this.
+    """
+    if connection.vendor != "postgresql":
+        return
+    now = timezone.now()
+    for table, keys in ((CART, cart_ids), (ORDER, order_ids)):
+        for part in chunks(sorted(keys), 1000):
+            insert_returning(
+                table,
+                ["store_id", "external_id", "status", "items", "total", "currency", "created_at", "updated_at"]
+                + (["recovery_url", "order_external_id"] if table == CART else ["cart_external_id"]),
+                [(store.pk, key, "open" if table == CART else "placed", "[]", "0", "", now, now)
+                 + (("", "") if table == CART else ("",)) for key in part],
+                conflict=["store_id", "external_id"], returning=["id"],
+                update=f"updated_at = {table}.updated_at",
+            )
+
+
 def carts_apply(*, store: Store, states: Sequence[CartState]) -> int:
     """Upsert cart states (from cart_updated and checkout_started); returns carts changed."""
     changed = 0

@@ -1,5 +1,6 @@
 """Small helpers for the few hot paths that write many rows at once in one SQL statement."""
 
+import functools
 import logging
 import random
 import time
@@ -8,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
+import psycopg
+from django.apps import apps
 from django.db import OperationalError, connection, transaction
 
 logger = logging.getLogger(__name__)
@@ -57,33 +60,51 @@ def insert_returning(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     *,
-    conflict: Sequence[str],
+    conflict: Sequence[str] | None,
     returning: Sequence[str],
     placeholders: Sequence[str] | None = None,
     update: str | None = None,
 ) -> list[tuple]:
     """INSERT many rows; on conflict do nothing (or `update`, a SET ... [WHERE ...] clause); return rows written.
 
-    Both PostgreSQL and SQLite (3.35+) speak this dialect of upsert and RETURNING.
+    Both PostgreSQL and SQLite (3.35+) speak this dialect of upsert and RETURNING. Rows come back in
+    insertion order, as Django's own bulk_create assumes. On PostgreSQL the rows travel as one array
+    per column and are spread by unnest(): a 500-row VALUES list would be 6,000 parameters to parse
+    and plan on every call, which costs more than the insert itself.
     """
     if not rows:
         return []
+    if conflict is None:
+        tail = f"RETURNING {', '.join(returning)}"
+    else:
+        action = f"DO UPDATE SET {update}" if update else "DO NOTHING"
+        tail = f"ON CONFLICT ({', '.join(conflict)}) {action} RETURNING {', '.join(returning)}"
+    if connection.vendor == "postgresql":
+        types = _column_types(table)
+        arrays = ", ".join(f"%b::{types[column]}[]" for column in columns)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) {tail}"  # noqa: S608 - identifiers are our constants; values are bound parameters
+        return _execute_fetchall(sql, [list(column) for column in zip(*rows, strict=True)])
     row_sql = "(" + ", ".join(placeholders or ["%s"] * len(columns)) + ")"
-    action = f"DO UPDATE SET {update}" if update else "DO NOTHING"
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(rows))} "  # noqa: S608 - identifiers are our constants; values are bound parameters
-        f"ON CONFLICT ({', '.join(conflict)}) {action} RETURNING {', '.join(returning)}"
-    )
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(rows))} {tail}"  # noqa: S608 - identifiers are our constants; values are bound parameters
     return _execute_fetchall(sql, [value for row in rows for value in row])
 
 
 def insert_rows(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, returning: Sequence[str]) -> list[tuple]:
-    """Plain multi-row INSERT ... RETURNING, rows returned in insertion order (as Django's bulk_create assumes)."""
-    if not rows:
-        return []
-    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(rows))} RETURNING {', '.join(returning)}"  # noqa: S608 - identifiers are our constants; values are bound parameters
-    return _execute_fetchall(sql, [value for row in rows for value in row])
+    """Plain multi-row INSERT ... RETURNING, rows returned in insertion order."""
+    return insert_returning(table, columns, rows, conflict=None, returning=returning)
+
+
+@functools.cache
+def _column_types(table: str) -> dict[str, str]:
+    """PostgreSQL column types of one of our tables, read from its model (for the unnest() casts)."""
+    for model in apps.get_models():
+        if model._meta.db_table == table:
+            types = {}
+            for field in model._meta.concrete_fields:
+                kind = field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
+                types[field.column] = kind.replace("serial", "integer") if kind else "text"
+            return types
+    raise LookupError(f"No model has the table {table}")
 
 
 def _execute_fetchall(sql: str, params: list[Any]) -> list[tuple]:
@@ -91,8 +112,12 @@ def _execute_fetchall(sql: str, params: list[Any]) -> list[tuple]:
         # Django's SQLite cursor rewrites %s to ? with a regex over the whole statement, which costs
         # more than the insert itself for a 500-row VALUES list; the sqlite3 connection takes ? as is.
         connection.ensure_connection()
-        return connection.connection.execute(sql.replace("%s", "?"), params).fetchall()
-    with connection.cursor() as cursor:
+        with connection.wrap_database_errors:
+            return connection.connection.execute(sql.replace("%s", "?"), params).fetchall()
+    # Binary parameters (%b) need psycopg's server-side binding cursor; Django's cursor binds on the
+    # client and would quote every element of the arrays into the SQL text (JSON quotes make that slow).
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 

@@ -72,6 +72,7 @@ def customers_resolve(*, store: Store, people: Sequence[PersonRef]) -> list[int]
         for key in person.identities:
             new_people[key] = group
 
+    created: list[int] = []
     if groups:
         now = db_datetime(timezone.now())
         rows = []
@@ -79,7 +80,6 @@ def customers_resolve(*, store: Store, people: Sequence[PersonRef]) -> list[int]
             fields = people[members[0]].fields
             rows.append((store.pk, "", fields.get("first_name", ""), fields.get("last_name", ""),
                          fields.get("language", ""), fields.get("timezone", ""), now, now))
-        created: list[int] = []
         for part in chunks(rows, 500):
             created.extend(row[0] for row in insert_rows(
                 "customers_customer",
@@ -107,16 +107,44 @@ def customers_resolve(*, store: Store, people: Sequence[PersonRef]) -> list[int]
             )
         lost = set(missing) - attached
         if lost:
-            # A concurrent request claimed these identities first: adopt its profile and drop our orphan.
-            winners = _identity_owners(store, lost)
-            for position, person in enumerate(people):
-                for key in person.identities:
-                    if key in winners and winners[key] != result[position]:
-                        orphan = result[position]
-                        result[position] = winners[key]
-                        if not Identity.objects.filter(customer_id=orphan).exists():
-                            Customer.objects.filter(pk=orphan, store=store).delete()
+            result = _settle_races(store, people, result, _identity_owners(store, lost), fresh=set(created))
     return [cid for cid in result if cid is not None]
+
+
+def _settle_races(store: Store, people: Sequence[PersonRef], result: list, winners: dict[tuple[str, str], int],
+                  *, fresh: set[int]) -> list:
+    """Another transaction claimed some identities first; make each person one profile again.
+
+    A profile we created a moment ago that lost the race folds into the winner (its other
+    identities move over and the empty row goes); an existing profile that turns out to share
+    an identity with another is merged like any other pair.
+    """
+    replaced: dict[int, int] = {}
+    for position, person in enumerate(people):
+        mine = replaced.get(result[position], result[position])
+        owners = {replaced.get(c, c) for c in (winners.get(key) for key in person.identities) if c is not None}
+        owners.discard(mine)
+        if not owners:
+            continue
+        target = owners.pop() if len(owners) == 1 else customers_merge(store=store, customer_ids=sorted(owners))
+        if mine in fresh:
+            Identity.objects.for_store(store).filter(customer_id=mine).update(customer_id=target)
+            replaced[mine] = target
+        else:
+            survivor = customers_merge(store=store, customer_ids=sorted({mine, target}))
+            replaced[mine] = replaced[target] = survivor
+    if replaced:
+        orphans = [c for c in replaced if c in fresh]
+        if orphans:
+            Customer.objects.for_store(store).filter(pk__in=orphans)._raw_delete(using="default")
+
+        def settle(customer_id: int) -> int:
+            while customer_id in replaced and replaced[customer_id] != customer_id:
+                customer_id = replaced[customer_id]
+            return customer_id
+
+        result = [settle(c) for c in result]
+    return result
 
 
 def customer_resolve(*, store: Store, identities: Sequence[tuple[str, str]], fields: dict[str, str] | None = None) -> Customer:

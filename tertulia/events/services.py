@@ -14,6 +14,7 @@ from tertulia.commerce.services import (
     OrderMoment,
     OrderPlaced,
     carts_apply,
+    commerce_lock,
     order_customer_ids,
     orders_advance,
     orders_place,
@@ -148,6 +149,12 @@ def _project(store: Store, events: list[ValidEvent]) -> None:
             status=event.data["status"], source=event.data["source"], occurred_at=event.occurred_at,
             evidence={**event.data["evidence"], "event_id": event.client_id},
         )
+    commerce_lock(
+        store=store,
+        cart_ids={e.data["cart_id"] for e in events if e.type in ("cart_updated", "checkout_started", "order_placed")
+                  and e.data.get("cart_id")},
+        order_ids={e.data["order_id"] for e in events if e.type == "order_placed" or e.type in _MOMENTS},
+    )
     carts = [
         CartState(e.data["cart_id"], e.occurred_at, e.customer_id, e.data["items"], e.data["total"],
                   e.data["currency"], e.data["recovery_url"], checkout=e.type == "checkout_started")
