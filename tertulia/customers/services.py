@@ -147,6 +147,16 @@ def _settle_races(store: Store, people: Sequence[PersonRef], result: list, winne
     return result
 
 
+def customers_survivors(*, store: Store, customer_ids: set[int]) -> dict[int, int]:
+    """For profiles among these that were merged away, the profile each now lives on."""
+    if not customer_ids:
+        return {}
+    return dict(select_in(
+        "SELECT id, merged_into_id FROM customers_customer WHERE store_id = %s AND merged_into_id IS NOT NULL",
+        [store.pk], "id", sorted(customer_ids),
+    ))
+
+
 def customer_resolve(*, store: Store, identities: Sequence[tuple[str, str]], fields: dict[str, str] | None = None) -> Customer:
     with transaction.atomic():
         (customer_id,) = customers_resolve(store=store, people=[PersonRef(identities, fields or {})])

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from tertulia.catalog.services import categories_upsert, products_upsert
@@ -31,7 +32,7 @@ from tertulia.core.db import (
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Store
 from tertulia.customers.models import Customer
-from tertulia.customers.services import PersonRef, consent_record, customers_resolve
+from tertulia.customers.services import PersonRef, consent_record, customers_resolve, customers_survivors
 from tertulia.events.schema import ValidEvent, validate_batch
 
 logger = logging.getLogger(__name__)
@@ -75,11 +76,22 @@ def events_ingest(*, store: Store, events: list, source: str = "api", now: datet
 
 
 def events_store(*, store: Store, events: list[ValidEvent], source: str) -> IngestResult:
-    """Store validated events once each and project the new ones, in one transaction (run again on a deadlock)."""
+    """Store validated events once each and project the new ones, in one transaction (run again on a deadlock).
+
+    On PostgreSQL the people the batch names are resolved first, in a short transaction of their
+    own: concurrent batches often share a new shopper, and a unique identity being inserted makes
+    every other writer of it wait for the inserting transaction to end. Resolution is idempotent
+    (a replay finds the same people), so committing it early stores nothing a retry would not.
+    SQLite has a single writer, so there it stays inside the one transaction.
+    """
     unique: dict[str, ValidEvent] = {}
     for event in events:
         unique.setdefault(event.client_id, event)
-    created = atomic_with_retry(lambda: _store_once(store, list(unique.values()), source))
+    batch = list(unique.values())
+    early = connection.vendor == "postgresql" and not connection.in_atomic_block
+    if early:
+        atomic_with_retry(lambda: _resolve_people(store, batch))
+    created = atomic_with_retry(lambda: _store_once(store, batch, source, resolved=early))
     result = IngestResult()
     for event in events:
         status = "created" if event.client_id in created else "duplicate"
@@ -96,21 +108,32 @@ def events_store(*, store: Store, events: list[ValidEvent], source: str) -> Inge
     return result
 
 
-def _store_once(store: Store, unique: list[ValidEvent], source: str) -> set[str]:
-    with_person = [e for e in unique if e.person is not None]
+def _resolve_people(store: Store, batch: list[ValidEvent]) -> None:
+    with_person = [e for e in batch if e.person is not None]
     if with_person:
         ids = customers_resolve(
             store=store, people=[PersonRef(e.person.identities, e.person.fields) for e in with_person]  # type: ignore[union-attr]
         )
         for event, customer_id in zip(with_person, ids, strict=True):
             event.customer_id = customer_id
-    moments = [e for e in unique if e.type in _MOMENTS]
+
+
+def _store_once(store: Store, batch: list[ValidEvent], source: str, *, resolved: bool) -> set[str]:
+    if resolved:
+        # A merge committed since resolution may have folded one of our people into another.
+        survivors = customers_survivors(store=store, customer_ids={e.customer_id for e in batch if e.customer_id})
+        for event in batch:
+            if event.customer_id in survivors:
+                event.customer_id = survivors[event.customer_id]
+    else:
+        _resolve_people(store, batch)
+    moments = [e for e in batch if e.type in _MOMENTS]
     if moments:
         owners = order_customer_ids(store=store, order_ids={e.data["order_id"] for e in moments})
         for event in moments:
             event.customer_id = owners.get(event.data["order_id"])
-    created = _insert(store, unique, source)
-    _project(store, [e for e in unique if e.client_id in created])
+    created = _insert(store, batch, source)
+    _project(store, [e for e in batch if e.client_id in created])
     return created
 
 
