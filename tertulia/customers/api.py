@@ -1,15 +1,13 @@
 """GET /api/v1/customers (lookups by identity), one profile with its consent, and export / erase a person."""
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest
 from ninja import Field, Path, Query, Router, Schema
 from pydantic import ConfigDict
 
-from tertulia.commerce.api import LineItem
-from tertulia.commerce.models import CartStatus, OrderStatus
+from tertulia.commerce.api import CartOut, OrderOut
 from tertulia.core.api import request_store
 from tertulia.core.pagination import MAX_ID, READ_ERRORS, ErrorOut, PageParams, page_fetch
 from tertulia.customers.models import Channel, ConsentStatus, IdentityKind
@@ -139,38 +137,14 @@ class ExportConsentChange(_ExportRow):
     evidence: dict[str, Any]
 
 
-class ExportCart(_ExportRow):
-    id: int
-    external_id: str
-    customer_id: int | None
-    status: CartStatus
-    items: list[LineItem]
-    total: Decimal
-    currency: str
-    recovery_url: str
-    checkout_started_at: datetime | None
-    last_event_at: datetime | None
-    order_external_id: str
-    created_at: datetime
-    updated_at: datetime
+class ExportCart(CartOut):
+    """A cart as the read API shows it; any column added later is exported too."""
+
+    model_config = ConfigDict(extra="allow")
 
 
-class ExportOrder(_ExportRow):
-    id: int
-    external_id: str
-    cart_external_id: str
-    customer_id: int | None
-    status: OrderStatus
-    items: list[LineItem]
-    total: Decimal
-    currency: str
-    placed_at: datetime | None
-    fulfilled_at: datetime | None
-    delivered_at: datetime | None
-    cancelled_at: datetime | None
-    last_event_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+class ExportOrder(OrderOut):
+    model_config = ConfigDict(extra="allow")
 
 
 class ExportEvent(_ExportRow):
