@@ -1,11 +1,14 @@
 """POST /api/v1/events: one event or a batch of up to 1,000, all-or-nothing."""
 
+from typing import Literal
+
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Field, Router, Schema
 
 from tertulia.core.api import json_body, request_store
 from tertulia.core.errors import ApiError
+from tertulia.core.pagination import ErrorOut
 from tertulia.events.schema import nul_problems, validate_batch
 from tertulia.events.services import events_ingest
 
@@ -25,10 +28,27 @@ _EVENT_SCHEMA = {
 }
 
 
+class EventStatus(Schema):
+    id: str
+    status: Literal["created", "duplicate"]
+
+
+class IngestOut(Schema):
+    accepted: int = Field(..., description="Events stored by this request.")
+    duplicates: int = Field(..., description="Events whose id was already stored (or repeated in the batch).")
+    events: list[EventStatus]
+
+
 @router.post(
     "/events",
     summary="Ingest store events",
-    response={200: dict},
+    response={200: IngestOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 413: ErrorOut, 415: ErrorOut,
+              422: ErrorOut},
+    description=(
+        "One event or {\"events\": [...]} (up to 1,000). All-or-nothing: if any event is invalid, nothing is "
+        "stored and a 422 lists every problem with its index and field. A replayed id is stored once and "
+        "counted as a duplicate."
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -37,10 +57,6 @@ _EVENT_SCHEMA = {
                 {"type": "object", "required": ["events"], "properties": {
                     "events": {"type": "array", "maxItems": 1000, "items": _EVENT_SCHEMA}}},
             ]}}},
-        },
-        "responses": {
-            "200": {"description": "Stored: counts of new and duplicate events, and each event's status."},
-            "422": {"description": "At least one event is invalid; nothing was stored; details list each problem."},
         },
     },
 )
