@@ -38,13 +38,26 @@ def is_sqlite() -> bool:
 
 
 def select_in(sql_prefix: str, fixed: Sequence[Any], column: str, values: Sequence[Any]) -> list[tuple]:
-    """Run `<sql_prefix> AND <column> IN (...)` in chunks, without the ORM's per-value overhead."""
+    """Run `<sql_prefix> AND <column> IN (...)` without the ORM's per-value overhead.
+
+    On PostgreSQL the values travel as one binary array (`= ANY(...)`); on SQLite in chunks of `?`.
+    """
+    if not values:
+        return []
+    if connection.vendor == "postgresql":
+        return _execute_fetchall(f"{sql_prefix.replace('%s', '%b')} AND {column} = ANY(%b)", [*fixed, list(values)])
     rows: list[tuple] = []
-    with connection.cursor() as cursor:
-        for part in chunks(list(values), 900):
-            cursor.execute(f"{sql_prefix} AND {column} IN ({', '.join(['%s'] * len(part))})", [*fixed, *part])
-            rows.extend(cursor.fetchall())
+    for part in chunks(list(values), 900):
+        rows.extend(_execute_fetchall(f"{sql_prefix} AND {column} IN ({', '.join(['%s'] * len(part))})", [*fixed, *part]))
     return rows
+
+
+def execute_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """One statement for many parameter rows, bound by the driver (pipelined on PostgreSQL)."""
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def db_json(value: Any) -> str:

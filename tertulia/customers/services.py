@@ -8,9 +8,9 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from tertulia.core.db import chunks, db_datetime, insert_returning, insert_rows, select_in
+from tertulia.core.db import chunks, db_datetime, execute_many, insert_returning, insert_rows, select_in
 from tertulia.core.models import Store
-from tertulia.customers.models import Consent, ConsentChange, Customer, Identity
+from tertulia.customers.models import Consent, ConsentChange, Customer
 
 logger = logging.getLogger(__name__)
 
@@ -117,34 +117,37 @@ def _settle_races(store: Store, people: Sequence[PersonRef], result: list, winne
 
     A profile we created a moment ago that lost the race folds into the winner (its other
     identities move over and the empty row goes); an existing profile that turns out to share
-    an identity with another is merged like any other pair.
+    an identity with another is merged like any other pair. Races are common when concurrent
+    batches meet the same new shoppers, so the fold is done set-wise.
     """
     replaced: dict[int, int] = {}
+
+    def settle(customer_id: int) -> int:
+        while customer_id in replaced:
+            customer_id = replaced[customer_id]
+        return customer_id
+
     for position, person in enumerate(people):
-        mine = replaced.get(result[position], result[position])
-        owners = {replaced.get(c, c) for c in (winners.get(key) for key in person.identities) if c is not None}
+        mine = settle(result[position])
+        owners = {settle(c) for c in (winners.get(key) for key in person.identities) if c is not None}
         owners.discard(mine)
         if not owners:
             continue
         target = owners.pop() if len(owners) == 1 else customers_merge(store=store, customer_ids=sorted(owners))
         if mine in fresh:
-            Identity.objects.for_store(store).filter(customer_id=mine).update(customer_id=target)
             replaced[mine] = target
         else:
             survivor = customers_merge(store=store, customer_ids=sorted({mine, target}))
-            replaced[mine] = replaced[target] = survivor
-    if replaced:
-        orphans = [c for c in replaced if c in fresh]
-        if orphans:
-            Customer.objects.for_store(store).filter(pk__in=orphans)._raw_delete(using="default")
-
-        def settle(customer_id: int) -> int:
-            while customer_id in replaced and replaced[customer_id] != customer_id:
-                customer_id = replaced[customer_id]
-            return customer_id
-
-        result = [settle(c) for c in result]
-    return result
+            for merged in {mine, target} - {survivor}:
+                replaced[merged] = survivor
+    orphans = sorted(c for c in replaced if c in fresh)
+    if orphans:
+        execute_many(
+            "UPDATE customers_identity SET customer_id = %s WHERE store_id = %s AND customer_id = %s",
+            [(settle(orphan), store.pk, orphan) for orphan in orphans],
+        )
+        Customer.objects.for_store(store).filter(pk__in=orphans)._raw_delete(using="default")
+    return [settle(c) for c in result]
 
 
 def customers_survivors(*, store: Store, customer_ids: set[int]) -> dict[int, int]:
