@@ -102,3 +102,25 @@ def test_late_checkout_started_still_records_when_checkout_began(api, store, eve
     stored = Cart.objects.for_store(store).get(external_id="c1")
     assert stored.checkout_started_at == T0 + timedelta(minutes=2)
     assert str(stored.total) == "59.90"  # the stale checkout did not overwrite the newer contents
+
+
+def test_consent_ledger_keeps_every_change_and_the_newest_wins(api, store, event):
+    from tertulia.customers.models import Consent, ConsentChange
+
+    who = {"email": "ana@example.com"}
+    api.post("/api/v1/events", {"events": [
+        event("consent_changed", {"customer": who, "channel": "email", "status": "unsubscribed"},
+              at=T0 + timedelta(days=2)),
+        event("consent_changed", {"customer": who, "channel": "email", "status": "subscribed",
+                                  "source": "checkout", "evidence": {"form": "checkout"}}, at=T0),
+        event("consent_changed", {"customer": who, "channel": "sms", "status": "subscribed"}, at=T0),
+    ]})
+    # An older change arriving later is recorded but does not move the current state.
+    api.post("/api/v1/events", event("consent_changed", {"customer": who, "channel": "email",
+                                                           "status": "subscribed"}, at=T0 + timedelta(days=1)))
+    current = dict(Consent.objects.for_store(store).values_list("channel", "status"))
+    assert current == {"email": "unsubscribed", "sms": "subscribed"}
+    ledger = list(ConsentChange.objects.for_store(store).filter(channel="email").order_by("occurred_at")
+                  .values_list("status", "source"))
+    assert ledger == [("subscribed", "checkout"), ("subscribed", "api"), ("unsubscribed", "api")]
+    assert ConsentChange.objects.for_store(store).get(source="checkout").evidence["form"] == "checkout"

@@ -5,7 +5,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+import orjson
+from django.db import connection, transaction
 from django.utils import timezone
 
 from tertulia.core.db import chunks, db_datetime, execute_many, insert_returning, insert_rows, select_in
@@ -220,6 +221,50 @@ def consent_rebuild(*, store: Store, customer_id: int) -> None:
             for channel, change in latest.items()
         ]
     )
+
+
+@dataclass(slots=True)
+class ConsentFact:
+    customer_id: int
+    channel: str
+    status: str
+    source: str
+    occurred_at: datetime
+    evidence: dict
+
+
+def consents_record(*, store: Store, facts: Sequence[ConsentFact]) -> None:
+    """Append many consent changes to the ledger and move each current state to its newest change.
+
+    The batched form of `consent_record`, for ingestion: one insert for the ledger, one guarded
+    upsert for the current state (an older change never overwrites a newer one).
+    """
+    if not facts:
+        return
+    lite = connection.vendor == "sqlite"
+    recorded = db_datetime(timezone.now(), sqlite=lite)
+    ordered = sorted(facts, key=lambda f: (f.customer_id, f.channel, f.occurred_at))
+    ids = [row[0] for part in chunks(ordered, 500) for row in insert_rows(
+        "customers_consentchange",
+        ["store_id", "customer_id", "channel", "status", "source", "occurred_at", "recorded_at", "evidence"],
+        [(store.pk, f.customer_id, f.channel, f.status, f.source, db_datetime(f.occurred_at, sqlite=lite), recorded,
+          orjson.dumps(f.evidence).decode()) for f in part],
+        returning=["id"],
+    )]
+    newest: dict[tuple[int, str], tuple[ConsentFact, int]] = {}
+    for fact, change_id in zip(ordered, ids, strict=True):
+        newest[(fact.customer_id, fact.channel)] = (fact, change_id)  # sorted by time: the last one wins
+    rows = [(store.pk, fact.customer_id, fact.channel, fact.status, db_datetime(fact.occurred_at, sqlite=lite), change_id)
+            for (fact, change_id) in (newest[key] for key in sorted(newest))]
+    for part in chunks(rows, 500):
+        insert_returning(
+            "customers_consent", ["store_id", "customer_id", "channel", "status", "changed_at", "change_id"], part,
+            conflict=["customer_id", "channel"], returning=["id"],
+            update=(
+                "status = excluded.status, changed_at = excluded.changed_at, change_id = excluded.change_id "
+                "WHERE excluded.changed_at >= customers_consent.changed_at"
+            ),
+        )
 
 
 def consent_record(

@@ -32,7 +32,13 @@ from tertulia.core.db import (
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Store
 from tertulia.customers.models import Customer
-from tertulia.customers.services import PersonRef, consent_record, customers_resolve, customers_survivors
+from tertulia.customers.services import (
+    ConsentFact,
+    PersonRef,
+    consents_record,
+    customers_resolve,
+    customers_survivors,
+)
 from tertulia.events.schema import ValidEvent, validate_batch
 
 logger = logging.getLogger(__name__)
@@ -166,12 +172,11 @@ def _project(store: Store, events: list[ValidEvent]) -> None:
         products_upsert(store=store, products=[(e.occurred_at, e.data) for e in by_type["product_upserted"]])
     for event in sorted(by_type.get("customer_upserted", []), key=lambda e: e.occurred_at):
         _apply_profile(store, event)
-    for event in sorted(by_type.get("consent_changed", []), key=lambda e: e.occurred_at):
-        consent_record(
-            store=store, customer_id=event.customer_id, channel=event.data["channel"],  # type: ignore[arg-type]
-            status=event.data["status"], source=event.data["source"], occurred_at=event.occurred_at,
-            evidence={**event.data["evidence"], "event_id": event.client_id},
-        )
+    consents_record(store=store, facts=[
+        ConsentFact(event.customer_id, event.data["channel"], event.data["status"],  # type: ignore[arg-type]
+                    event.data["source"], event.occurred_at, {**event.data["evidence"], "event_id": event.client_id})
+        for event in by_type.get("consent_changed", [])
+    ])
     commerce_lock(
         store=store,
         cart_ids={e.data["cart_id"] for e in events if e.type in ("cart_updated", "checkout_started", "order_placed")
