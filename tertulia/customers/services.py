@@ -277,18 +277,8 @@ def consent_record(
     occurred_at: datetime | None = None,
     evidence: dict | None = None,
 ) -> ConsentChange:
-    """Append a change to the ledger and move the current state if this change is the newest."""
-    occurred_at = occurred_at or timezone.now()
+    """Append one change to the ledger and move the current state if this change is the newest."""
     with transaction.atomic():
-        change = ConsentChange.objects.create(
-            store=store, customer_id=customer_id, channel=channel, status=status, source=source,
-            occurred_at=occurred_at, evidence=evidence or {},
-        )
-        current = Consent.objects.for_store(store).select_for_update().filter(customer_id=customer_id, channel=channel).first()
-        if current is None:
-            Consent.objects.create(store=store, customer_id=customer_id, channel=channel, status=status,
-                                   changed_at=occurred_at, change=change)
-        elif occurred_at >= current.changed_at:
-            current.status, current.changed_at, current.change = status, occurred_at, change
-            current.save(update_fields=["status", "changed_at", "change"])
-    return change
+        consents_record(store=store, facts=[ConsentFact(customer_id, channel, status, source,
+                                                        occurred_at or timezone.now(), evidence or {})])
+        return ConsentChange.objects.for_store(store).filter(customer_id=customer_id, channel=channel).latest("id")
