@@ -8,25 +8,23 @@ from tertulia.commerce.models import Cart, Order
 from tertulia.core.models import Store
 
 
+def _narrowed(rows: QuerySet, *, status: str | None, customer_id: int | None,
+              customer_ids: Sequence[int] | None) -> QuerySet:
+    """Carts and orders are filtered alike: by status and by the person (or people) they belong to."""
+    if status is not None:
+        rows = rows.filter(status=status)
+    if customer_id is not None:
+        rows = rows.filter(customer_id=customer_id)
+    if customer_ids is not None:
+        rows = rows.filter(customer_id__in=customer_ids)
+    return rows
+
+
 def carts_list(*, store: Store, status: str | None = None, customer_id: int | None = None,
                customer_ids: Sequence[int] | None = None) -> QuerySet[Cart]:
-    carts = Cart.objects.for_store(store)
-    if status is not None:
-        carts = carts.filter(status=status)
-    if customer_id is not None:
-        carts = carts.filter(customer_id=customer_id)
-    if customer_ids is not None:
-        carts = carts.filter(customer_id__in=customer_ids)
-    return carts
+    return _narrowed(Cart.objects.for_store(store), status=status, customer_id=customer_id, customer_ids=customer_ids)
 
 
 def orders_list(*, store: Store, status: str | None = None, customer_id: int | None = None,
                 customer_ids: Sequence[int] | None = None) -> QuerySet[Order]:
-    orders = Order.objects.for_store(store)
-    if status is not None:
-        orders = orders.filter(status=status)
-    if customer_id is not None:
-        orders = orders.filter(customer_id=customer_id)
-    if customer_ids is not None:
-        orders = orders.filter(customer_id__in=customer_ids)
-    return orders
+    return _narrowed(Order.objects.for_store(store), status=status, customer_id=customer_id, customer_ids=customer_ids)

@@ -15,6 +15,19 @@ class MembershipInline(admin.TabularInline):
     readonly_fields = ["created_at"]
 
 
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For records that are history or derived state (event log, consent ledger): viewable, never written by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "currency", "language", "timezone", "created_at"]

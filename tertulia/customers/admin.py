@@ -2,20 +2,8 @@
 
 from django.contrib import admin
 
+from tertulia.core.admin import ReadOnlyAdmin
 from tertulia.customers.models import Consent, ConsentChange, Customer, Identity
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """For records that are history or derived state: viewable, never written by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class IdentityInline(admin.TabularInline):

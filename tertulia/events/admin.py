@@ -2,22 +2,12 @@
 
 from django.contrib import admin
 
+from tertulia.core.admin import ReadOnlyAdmin
 from tertulia.events.models import Event, WebhookDelivery
 
 
-class AppendOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Event)
-class EventAdmin(AppendOnlyAdmin):
+class EventAdmin(ReadOnlyAdmin):
     list_display = ["client_id", "type", "occurred_at", "received_at", "source", "customer", "store"]
     list_filter = ["type", "source", "store"]
     search_fields = ["client_id"]
@@ -27,7 +17,7 @@ class EventAdmin(AppendOnlyAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(AppendOnlyAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = ["provider", "topic", "delivery_id", "events_created", "received_at", "store"]
     list_filter = ["provider", "topic", "store"]
     search_fields = ["delivery_id", "topic"]
