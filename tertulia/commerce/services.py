@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
-from tertulia.core.db import chunks, db_datetime, db_json, insert_returning, is_sqlite, json_placeholder
+from tertulia.core.db import chunks, db_datetime, db_json, insert_returning, is_postgres, is_sqlite
 from tertulia.core.models import Store
 
 CART = "commerce_cart"
@@ -71,7 +71,7 @@ def commerce_lock(*, store: Store, cart_ids: set[str], order_ids: set[str]) -> N
     writer takes them in the same order. Rows not seen yet are created empty, which the state
     rules treat as older than anything. SQLite has one writer at a time and needs none of this.
     """
-    if connection.vendor != "postgresql":
+    if not is_postgres():
         return
     now = timezone.now()
     for table, keys in ((CART, cart_ids), (ORDER, order_ids)):
@@ -94,8 +94,6 @@ def carts_apply(*, store: Store, states: Sequence[CartState]) -> int:
     now = db_datetime(timezone.now(), sqlite=lite)
     columns = ["store_id", "external_id", "customer_id", "status", "items", "total", "currency", "recovery_url",
                "checkout_started_at", "last_event_at", "order_external_id", "created_at", "updated_at"]
-    placeholders = ["%s"] * len(columns)
-    placeholders[columns.index("items")] = json_placeholder()
     common = f"""
         customer_id = COALESCE(excluded.customer_id, {CART}.customer_id),
         currency = CASE WHEN excluded.currency = '' THEN {CART}.currency ELSE excluded.currency END,
@@ -127,7 +125,7 @@ def carts_apply(*, store: Store, states: Sequence[CartState]) -> int:
                 for s in part
             ]
             changed += len(insert_returning(CART, columns, rows, conflict=["store_id", "external_id"],
-                                            returning=["id"], placeholders=placeholders, update=update))
+                                            returning=["id"], update=update))
     # When a checkout began is a fact of its own: a late or stale checkout_started still moves the
     # start earlier, even though its cart contents lost to a newer state (or the cart is converted).
     earliest: dict[str, datetime] = {}
@@ -152,8 +150,6 @@ def orders_place(*, store: Store, orders: Sequence[OrderPlaced]) -> int:
     latest = _latest(orders, lambda o: o.order_id)
     columns = ["store_id", "external_id", "cart_external_id", "customer_id", "status", "items", "total", "currency",
                "placed_at", "last_event_at", "created_at", "updated_at"]
-    placeholders = ["%s"] * len(columns)
-    placeholders[columns.index("items")] = json_placeholder()
     update = f"""
         cart_external_id = excluded.cart_external_id,
         customer_id = COALESCE(excluded.customer_id, {ORDER}.customer_id),
@@ -172,12 +168,10 @@ def orders_place(*, store: Store, orders: Sequence[OrderPlaced]) -> int:
             for o in part
         ]
         changed += len(insert_returning(ORDER, columns, rows, conflict=["store_id", "external_id"],
-                                        returning=["id"], placeholders=placeholders, update=update))
+                                        returning=["id"], update=update))
     carts = _latest([o for o in latest if o.cart_id], lambda o: o.cart_id)
     cart_columns = ["store_id", "external_id", "customer_id", "status", "items", "total", "currency", "recovery_url",
                     "last_event_at", "order_external_id", "created_at", "updated_at"]
-    cart_placeholders = ["%s"] * len(cart_columns)
-    cart_placeholders[cart_columns.index("items")] = json_placeholder()
     cart_update = f"""
         status = 'converted', order_external_id = excluded.order_external_id,
         customer_id = COALESCE({CART}.customer_id, excluded.customer_id), updated_at = excluded.updated_at
@@ -188,8 +182,7 @@ def orders_place(*, store: Store, orders: Sequence[OrderPlaced]) -> int:
              db_datetime(o.occurred_at, sqlite=lite), o.order_id, now, now)
             for o in part
         ]
-        insert_returning(CART, cart_columns, rows, conflict=["store_id", "external_id"], returning=["id"],
-                         placeholders=cart_placeholders, update=cart_update)
+        insert_returning(CART, cart_columns, rows, conflict=["store_id", "external_id"], returning=["id"], update=cart_update)
     return changed
 
 
@@ -213,8 +206,6 @@ def orders_advance(*, store: Store, moments: Sequence[OrderMoment]) -> int:
         column = f"{moment}_at"
         columns = ["store_id", "external_id", "cart_external_id", "status", "items", "total", "currency", column,
                    "last_event_at", "created_at", "updated_at"]
-        placeholders = ["%s"] * len(columns)
-        placeholders[columns.index("items")] = json_placeholder()
         update = f"""
             {column} = CASE WHEN {ORDER}.{column} IS NULL OR excluded.{column} < {ORDER}.{column}
                             THEN excluded.{column} ELSE {ORDER}.{column} END,
@@ -228,8 +219,7 @@ def orders_advance(*, store: Store, moments: Sequence[OrderMoment]) -> int:
                  db_datetime(m.occurred_at, sqlite=lite), now, now)
                 for m in part
             ]
-            insert_returning(ORDER, columns, rows, conflict=["store_id", "external_id"], returning=["id"],
-                             placeholders=placeholders, update=update)
+            insert_returning(ORDER, columns, rows, conflict=["store_id", "external_id"], returning=["id"], update=update)
             touched.update(m.order_id for m in part)
     for part in chunks(sorted(touched), 500):
         with connection.cursor() as cursor:

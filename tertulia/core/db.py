@@ -64,10 +64,6 @@ def db_json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def json_placeholder() -> str:
-    return "%s::jsonb" if is_postgres() else "%s"
-
-
 def insert_returning(
     table: str,
     columns: Sequence[str],
@@ -75,7 +71,6 @@ def insert_returning(
     *,
     conflict: Sequence[str] | None,
     returning: Sequence[str],
-    placeholders: Sequence[str] | None = None,
     update: str | None = None,
 ) -> list[tuple]:
     """INSERT many rows; on conflict do nothing (or `update`, a SET ... [WHERE ...] clause); return rows written.
@@ -97,7 +92,7 @@ def insert_returning(
         arrays = ", ".join(f"%b::{types[column]}[]" for column in columns)
         sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) {tail}"  # noqa: S608 - identifiers are our constants; values are bound parameters
         return _execute_fetchall(sql, [list(column) for column in zip(*rows, strict=True)])
-    row_sql = "(" + ", ".join(placeholders or ["%s"] * len(columns)) + ")"
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(rows))} {tail}"  # noqa: S608 - identifiers are our constants; values are bound parameters
     return _execute_fetchall(sql, [value for row in rows for value in row])
 

@@ -6,10 +6,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from tertulia.core.db import chunks, db_datetime, execute_many, insert_returning, insert_rows, select_in
+from tertulia.core.db import (
+    chunks,
+    db_datetime,
+    execute_many,
+    insert_returning,
+    insert_rows,
+    is_sqlite,
+    select_in,
+)
 from tertulia.core.models import Store
 from tertulia.customers.models import Consent, ConsentChange, Customer
 
@@ -241,7 +249,7 @@ def consents_record(*, store: Store, facts: Sequence[ConsentFact]) -> None:
     """
     if not facts:
         return
-    lite = connection.vendor == "sqlite"
+    lite = is_sqlite()
     recorded = db_datetime(timezone.now(), sqlite=lite)
     ordered = sorted(facts, key=lambda f: (f.customer_id, f.channel, f.occurred_at))
     ids = [row[0] for part in chunks(ordered, 500) for row in insert_rows(

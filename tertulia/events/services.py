@@ -26,8 +26,8 @@ from tertulia.core.db import (
     db_datetime,
     db_json,
     insert_returning,
+    is_postgres,
     is_sqlite,
-    json_placeholder,
 )
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Store
@@ -94,7 +94,7 @@ def events_store(*, store: Store, events: list[ValidEvent], source: str) -> Inge
     for event in events:
         unique.setdefault(event.client_id, event)
     batch = list(unique.values())
-    early = connection.vendor == "postgresql" and not connection.in_atomic_block
+    early = is_postgres() and not connection.in_atomic_block
     if early:
         atomic_with_retry(lambda: _resolve_people(store, batch))
     created = atomic_with_retry(lambda: _store_once(store, batch, source, resolved=early))
@@ -147,8 +147,6 @@ def _insert(store: Store, events: list[ValidEvent], source: str) -> set[str]:
     lite = is_sqlite()
     received = db_datetime(timezone.now(), sqlite=lite)
     columns = ["store_id", "client_id", "type", "occurred_at", "received_at", "source", "payload", "customer_id"]
-    placeholders = ["%s"] * len(columns)
-    placeholders[columns.index("payload")] = json_placeholder()
     created: set[str] = set()
     for part in chunks(sorted(events, key=lambda e: e.client_id), 500):
         rows = [
@@ -157,7 +155,7 @@ def _insert(store: Store, events: list[ValidEvent], source: str) -> set[str]:
         ]
         created.update(
             row[0] for row in insert_returning("events_event", columns, rows, conflict=["store_id", "client_id"],
-                                               returning=["client_id"], placeholders=placeholders)
+                                               returning=["client_id"])
         )
     return created
 
@@ -219,4 +217,4 @@ def _apply_profile(store: Store, event: ValidEvent) -> None:
 
 
 
-__all__ = ["IngestResult", "events_ingest", "events_store", "json_placeholder"]
+__all__ = ["IngestResult", "events_ingest", "events_store"]
