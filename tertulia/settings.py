@@ -63,6 +63,10 @@ INSTALLED_APPS = [
     "tertulia.customers",
     "tertulia.commerce",
     "tertulia.events",
+    "tertulia.channels",
+    "tertulia.journeys",
+    "tertulia.moderation",
+    "tertulia.ugc",
     "tertulia.dashboard",
     "tertulia.ops",
 ]

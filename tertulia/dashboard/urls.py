@@ -3,7 +3,7 @@
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from tertulia.dashboard import views
+from tertulia.dashboard import journeys_urls, moderation_urls, views
 
 app_name = "dashboard"
 urlpatterns = [
@@ -15,3 +15,4 @@ urlpatterns = [
     path("customers/", views.customers, name="customers"),
     path("customers/<int:customer_id>/", views.customer, name="customer"),
 ]
+urlpatterns += journeys_urls.urlpatterns + moderation_urls.urlpatterns

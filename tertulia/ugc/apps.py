@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class UgcConfig(AppConfig):
+    name = "tertulia.ugc"
+    label = "ugc"
