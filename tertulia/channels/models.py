@@ -108,22 +108,35 @@ class ChannelAccount(StoreScoped):
         constraints = [models.UniqueConstraint(fields=["store", "channel"], name="channel_account_one_per_channel")]
 
 
-class OutboxEmail(models.Model):
-    """An e-mail kept instead of sent: the demo's built-in outbox (EMAIL_URL unset), shown in the dashboard."""
+class OutboxMessage(models.Model):
+    """A message kept instead of sent: the built-in outbox, shown in the dashboard.
+
+    E-mail lands here when EMAIL_URL is unset (the demo), through the journey adapter or Django's mail
+    (password resets...). In sandbox mode (TERTULIA_CHANNELS_SANDBOX) SMS and direct messages of stores
+    without a provider account land here too. `raw` is what would have gone out: the whole MIME message
+    for e-mail, the text the person would read for SMS and DMs.
+    """
 
     store = models.ForeignKey("core.Store", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     delivery = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    from_email = models.CharField(max_length=320)
+    channel = models.CharField(max_length=16, default="email")  # customers.Channel: email, sms, social_dm
+    from_email = models.CharField(max_length=320)  # the sender: an address, a phone number or a handle
     to = models.JSONField(default=list)
     subject = models.CharField(max_length=998)
     body_text = models.TextField(blank=True)
     body_html = models.TextField(blank=True)
     headers = models.JSONField(default=dict, blank=True)
-    raw = models.TextField()  # the whole MIME message as it would have gone over SMTP
+    raw = models.TextField()
+    provider_message_id = models.CharField(max_length=200, blank=True)  # the e-mail's Message-ID, "outbox-<id>"...
     created_at = models.DateTimeField(default=now, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["store", "channel", "-created_at"], name="outbox_by_store")]
 
     def __str__(self) -> str:
-        return f"{self.subject} -> {', '.join(self.to)}"
+        return f"{self.channel}: {self.subject or self.body_text[:40]} -> {', '.join(self.to)}"
+
+
+# The scaffold's name, kept so code written against it keeps working.
+OutboxEmail = OutboxMessage
