@@ -4,6 +4,8 @@ A Delivery is also the durable row that waits: a journey step due in an hour is 
 status `scheduled` and `due_at`, claimed by the dispatcher in the worker under a lease (docs/channels.md).
 """
 
+from datetime import time
+
 from django.db import models
 from django.utils.timezone import now
 
@@ -91,6 +93,24 @@ class DeliveryAttempt(StoreScoped):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["delivery", "number"], name="attempt_unique_number")]
+
+
+class DeliverySettings(StoreScoped):
+    """A store's sending rules (channels.rules): the frequency cap and the quiet hours.
+
+    A store without a row gets the defaults below; `delivery_settings_update` writes one.
+    """
+
+    # Least time between two journey messages to one person on one channel, across all journeys; 0 = no cap.
+    frequency_cap_seconds = models.PositiveIntegerField(default=16 * 3600)
+    # Local time of the person (their time zone, else the store's); a start equal to the end means none.
+    quiet_hours_start = models.TimeField(default=time(21, 0))
+    quiet_hours_end = models.TimeField(default=time(8, 0))
+    updated_at = models.DateTimeField(default=now)
+
+    class Meta:
+        verbose_name_plural = "delivery settings"
+        constraints = [models.UniqueConstraint(fields=["store"], name="delivery_settings_one_per_store")]
 
 
 class ChannelAccount(StoreScoped):
