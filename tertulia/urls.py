@@ -23,4 +23,5 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("shop/", include("tertulia.ugc.shop_views")),
 ]
