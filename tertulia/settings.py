@@ -138,7 +138,8 @@ else:
 EMAIL_URL = os.environ.get("EMAIL_URL")
 if EMAIL_URL:
     _email = dj_email_url.parse(EMAIL_URL)
-    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    # smtp+tls:// and smtp+ssl:// (as docs/deploy.md writes them) name no backend in dj-email-url: SMTP.
+    EMAIL_BACKEND = _email.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
     EMAIL_HOST = _email["EMAIL_HOST"]
     EMAIL_PORT = _email["EMAIL_PORT"]
     EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
@@ -148,10 +149,17 @@ if EMAIL_URL:
     if _email.get("EMAIL_FILE_PATH"):
         EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
-    EMAIL_FILE_PATH = str(TERTULIA_HOME / "outbox")
+    # The built-in outbox (channels.outbox): mail is kept in the database and shown in the dashboard.
+    EMAIL_BACKEND = "tertulia.channels.outbox.OutboxEmailBackend"
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Tertulia <no-reply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Channels (docs/channels.md). Sandbox: SMS and DMs of stores without a provider account go to the outbox
+# instead of failing; on by default when EMAIL_URL is unset (the demo and development).
+TERTULIA_CHANNELS_SANDBOX = _env_bool("TERTULIA_CHANNELS_SANDBOX", not EMAIL_URL)
+# Per-channel adapter override, e.g. "email=tertulia.channels.adapters.null.NullAdapter" (the benchmark).
+TERTULIA_CHANNEL_ADAPTERS = dict(item.split("=", 1) for item in _env_list("TERTULIA_CHANNEL_ADAPTERS") if "=" in item)
+# Old SECRET_KEYs still accepted for signatures and stored provider secrets while rotating keys.
+SECRET_KEY_FALLBACKS = _env_list("SECRET_KEY_FALLBACKS")
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
