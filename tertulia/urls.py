@@ -4,16 +4,20 @@ from django.contrib import admin
 from django.urls import include, path
 
 from tertulia.catalog.api import router as catalog_router
+from tertulia.channels.api import router as deliveries_router
 from tertulia.commerce.api import router as commerce_router
 from tertulia.core.api import api
 from tertulia.core.views import healthz, metrics_view
 from tertulia.customers.api import router as customers_router
 from tertulia.events.api import router as events_router
+from tertulia.journeys.api import router as journeys_router
 
 api.add_router("", events_router)
 api.add_router("", catalog_router)
 api.add_router("", customers_router)
 api.add_router("", commerce_router)
+api.add_router("", journeys_router)
+api.add_router("", deliveries_router)
 
 urlpatterns = [
     path("api/v1/", api.urls),

@@ -1,0 +1,223 @@
+"""The journeys and deliveries API over HTTP: reads, edits (good and bad), stats, filters, keys, OpenAPI."""
+
+import importlib.util
+import json
+from datetime import timedelta
+
+import pytest
+from test_attribution import T0, enroll, journey, message, person, place
+
+from tertulia.core.services import api_key_create
+from tertulia.journeys.attribution import attribution_run, watermarks_forget
+from tertulia.journeys.models import Journey, JourneyRevision
+
+HAS_ENGINE = importlib.util.find_spec("tertulia.journeys.definitions") is not None
+needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="the engine's journeys.definitions is not there yet")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_watermark():
+    watermarks_forget()
+    yield
+    watermarks_forget()
+
+
+def error(response):
+    body = response.json()
+    assert set(body) == {"error"} and {"code", "message", "details"} <= set(body["error"]), body
+    return body["error"]
+
+
+def default_journey(store, key="abandoned_cart"):
+    """The engine's default definition when it is installed, else the test's own."""
+    if HAS_ENGINE:
+        from tertulia.journeys.definitions import DEFAULTS
+
+        found, _ = Journey.objects.update_or_create(store=store, key=key, defaults={"definition": DEFAULTS[key]})
+        return found
+    return journey(store, key)
+
+
+# --- reads ------------------------------------------------------------------------------------------
+
+def test_list_and_one_journey(api, store, other_store):
+    default_journey(store, "abandoned_cart")
+    default_journey(store, "welcome")
+    journey(other_store, "winback")
+    body = api.get("/api/v1/journeys").json()
+    assert [j["key"] for j in body["data"]] == ["abandoned_cart", "welcome"]
+    one = api.get("/api/v1/journeys/abandoned_cart").json()
+    assert one["enabled"] is True and one["version"] == 1
+    steps = one["definition"]["steps"]
+    assert steps[0]["channel"] == "email" and isinstance(steps[0]["delay_seconds"], int)
+    assert "holdout_share" in one["definition"] and "variants" in one["definition"]
+    assert api.get("/api/v1/journeys/winback").status_code == 404  # the other store's
+    response = api.get("/api/v1/journeys/nope")
+    assert response.status_code == 422 and error(response)["details"][0]["field"] == "key"
+
+
+def test_reads_need_a_key(client, store):
+    for path in ("/api/v1/journeys", "/api/v1/journeys/abandoned_cart", "/api/v1/journeys/abandoned_cart/stats",
+                 "/api/v1/deliveries"):
+        assert client.get(path).status_code == 401
+
+
+def test_stats_over_http(api, store):
+    cart = journey(store)
+    ana, bea = person(store, "ana@example.com"), person(store, "bea@example.com")
+    treated = enroll(store, ana, cart)
+    enroll(store, bea, cart, holdout=True, variant="")
+    message(treated, sent=T0, clicked=T0 + timedelta(minutes=5))
+    place(store, "o-1", "ana@example.com", T0 + timedelta(hours=1), total="42.00")
+    attribution_run(store=store, now=T0 + timedelta(days=1))
+    body = api.get("/api/v1/journeys/abandoned_cart/stats").json()
+    assert (body["enrollments"], body["treated"], body["holdout"], body["conversions"]) == (2, 1, 1, 1)
+    assert body["recovered_revenue"] == "42.00" and body["attributed_orders"] == 1
+    assert body["messages"]["clicked"] == 1 and body["recovery_rate"] == 1.0
+    uplift = body["uplift"]
+    assert (uplift["status"], uplift["difference"], uplift["method"]) == ("ok", 1.0, "newcombe_hybrid_score")
+    assert -1 <= uplift["ci_low"] <= uplift["ci_high"] <= 1
+    assert [b["variant"] for b in body["by_delay"]] == ["15m", "1h"]
+    assert body["by_delay"][0] == {"variant": "15m", "delay_seconds": 900, "enrollments": 1, "conversions": 1,
+                                   "recovery_rate": 1.0, "attributed_orders": 1, "revenue": "42.00"}
+    assert body["by_step"][0]["key"] == "email_1" and body["by_step"][0]["revenue"] == "42.00"
+    later = api.get("/api/v1/journeys/abandoned_cart/stats", since=(T0 + timedelta(days=2)).isoformat()).json()
+    assert later["enrollments"] == 0 and later["uplift"]["status"] == "no_enrollments"
+    assert api.get("/api/v1/journeys/abandoned_cart/stats", since="yesterday").status_code == 422
+    assert api.get("/api/v1/journeys/welcome/stats").status_code == 404
+
+
+# --- deliveries -------------------------------------------------------------------------------------
+
+def test_deliveries_filters_and_pages(api, store, other_store):
+    cart, winback = journey(store), journey(store, "winback")
+    ana, bea = person(store, "ana@example.com"), person(store, "bea@example.com")
+    a = enroll(store, ana, cart)
+    b = enroll(store, bea, winback, variant="")
+    first = message(a, sent=T0)
+    second = message(a, "sms_1", "sms")
+    third = message(b, sent=T0)
+    elsewhere = enroll(other_store, person(other_store, "zoe@example.com"), journey(other_store))
+    message(elsewhere, sent=T0)
+
+    def ids(**params):
+        return [d["id"] for d in api.get("/api/v1/deliveries", **params).json()["data"]]
+
+    assert ids() == [first.pk, second.pk, third.pk]
+    assert ids(customer=ana.pk) == [first.pk, second.pk]
+    assert ids(journey="winback") == [third.pk]
+    assert ids(status="scheduled") == [second.pk]
+    assert ids(channel="sms") == [second.pk]
+    assert ids(customer=ana.pk, channel="email", status="sent") == [first.pk]
+    page = api.get("/api/v1/deliveries", limit=2).json()
+    assert len(page["data"]) == 2 and page["next_cursor"]
+    rest = api.get("/api/v1/deliveries", limit=2, cursor=page["next_cursor"]).json()
+    assert [d["id"] for d in rest["data"]] == [third.pk] and rest["next_cursor"] is None
+    one = api.get("/api/v1/deliveries", customer=ana.pk, channel="email").json()["data"][0]
+    assert (one["journey_key"], one["step_key"], one["variant"], one["status"]) == ("abandoned_cart", "email_1", "15m", "sent")
+    assert one["enrollment_id"] == a.pk and one["sent_at"].startswith("2026-03-02T10:00:00")
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"status": "lost"}, "status"), ({"channel": "fax"}, "channel"), ({"journey": "x"}, "journey"),
+    ({"customer": "ana"}, "customer"), ({"limit": "0"}, "limit")])
+def test_deliveries_bad_filters_are_422(api, store, params, field):
+    response = api.get("/api/v1/deliveries", **params)
+    assert response.status_code == 422
+    assert error(response)["details"][0]["field"] == field
+
+
+def test_deliveries_bad_cursor_is_400(api, store):
+    response = api.get("/api/v1/deliveries", cursor="nope!")
+    assert response.status_code == 400 and error(response)["code"] == "invalid_cursor"
+
+
+# --- edits ------------------------------------------------------------------------------------------
+
+def test_a_read_key_cannot_edit(client, store):
+    default_journey(store)
+    secret = api_key_create(store=store, name="reader", scope="read").secret
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/v1/journeys", headers=headers).status_code == 200
+    response = client.patch("/api/v1/journeys/abandoned_cart", json.dumps({"enabled": False}),
+                            content_type="application/json", headers=headers)
+    assert response.status_code == 403 and error(response)["code"] == "read_only_key"
+    assert Journey.objects.get(store=store, key="abandoned_cart").enabled is True
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"colour": "red"}, 422, "colour"),
+    ({}, 422, ""),
+    ([1, 2], 400, ""),
+])
+def test_edits_of_the_wrong_shape(api, store, body, status, field):
+    default_journey(store)
+    response = api.patch("/api/v1/journeys/abandoned_cart", body)
+    assert response.status_code == status
+    assert error(response)["details"][0]["field"] == field
+
+
+def test_edit_body_must_be_json(api, store):
+    default_journey(store)
+    response = api.client.patch("/api/v1/journeys/abandoned_cart", b"{", content_type="application/json",
+                                headers=api.headers)
+    assert response.status_code == 400 and error(response)["code"] == "invalid_json"
+    assert api.patch("/api/v1/journeys/welcome", {"enabled": False}).status_code == 404
+
+
+@needs_engine
+def test_a_good_edit_makes_a_new_version(api, store):
+    cart = default_journey(store)
+    steps = api.get("/api/v1/journeys/abandoned_cart").json()["definition"]["steps"]
+    steps[0]["delay_seconds"] = 900
+    response = api.patch("/api/v1/journeys/abandoned_cart", {"enabled": False, "steps": steps, "holdout_share": 0.2})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["enabled"] is False and body["version"] == cart.version + 1
+    assert body["definition"]["steps"][0]["delay_seconds"] == 900 and body["definition"]["holdout_share"] == 0.2
+    assert JourneyRevision.objects.filter(journey=cart, version=body["version"]).exists()
+
+
+@needs_engine
+@pytest.mark.parametrize(("change", "field_start"), [
+    (lambda steps: steps[0].update(delay_seconds=-5), "steps[0].delay_seconds"),
+    (lambda steps: steps[0].update(channel="fax"), "steps[0].channel"),
+    (lambda steps: steps[0]["templates"]["es"].update(text="Hola {{ nombre_secreto }}"), "steps[0].templates"),
+    (lambda steps: steps[0]["templates"]["es"].update(text="Hola {% if %}"), "steps[0].templates"),
+])
+def test_a_bad_edit_names_the_field_and_keeps_the_last_good_version(api, store, change, field_start):
+    default_journey(store)
+    before = api.get("/api/v1/journeys/abandoned_cart").json()
+    steps = json.loads(json.dumps(before["definition"]["steps"]))
+    change(steps)
+    response = api.patch("/api/v1/journeys/abandoned_cart", {"steps": steps})
+    assert 400 <= response.status_code < 500, response.content
+    details = error(response)["details"]
+    assert any(d["field"].startswith(field_start) for d in details), details
+    assert api.get("/api/v1/journeys/abandoned_cart").json() == before
+
+
+# --- OpenAPI ----------------------------------------------------------------------------------------
+
+def test_openapi_documents_journeys_and_deliveries(client, db):
+    document = client.get("/api/v1/openapi.json").json()
+    paths = document["paths"]
+    ok = {
+        ("/api/v1/journeys", "get"): "JourneyList",
+        ("/api/v1/journeys/{key}", "get"): "JourneyOut",
+        ("/api/v1/journeys/{key}", "patch"): "JourneyOut",
+        ("/api/v1/journeys/{key}/stats", "get"): "JourneyStatsOut",
+        ("/api/v1/deliveries", "get"): "DeliveryPage",
+    }
+    for (path, method), schema in ok.items():
+        operation = paths[path][method]
+        assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(f"/{schema}")
+        assert operation["security"] == [{"ApiKeyAuth": []}]
+        assert {"401", "422"} <= set(operation["responses"])
+    patch = paths["/api/v1/journeys/{key}"]["patch"]
+    body = patch["requestBody"]["content"]["application/json"]["schema"]
+    assert {"enabled", "steps", "holdout_share", "variants"} <= set(body["properties"])
+    assert "$ref" not in json.dumps(body)
+    schemas = document["components"]["schemas"]
+    assert "Step" in json.dumps(schemas["JourneyOut"]) or "Definition" in json.dumps(schemas["JourneyOut"])
+    assert schemas["UpliftOut"]["properties"]["ci_low"]
