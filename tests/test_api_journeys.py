@@ -32,8 +32,12 @@ def default_journey(store, key="abandoned_cart"):
     """The engine's default definition when it is installed, else the test's own."""
     if HAS_ENGINE:
         from tertulia.journeys.definitions import DEFAULTS
+        from tertulia.journeys.rendering import default_templates
 
-        found, _ = Journey.objects.update_or_create(store=store, key=key, defaults={"definition": DEFAULTS[key]})
+        definition = json.loads(json.dumps(DEFAULTS[key]))
+        for step in definition["steps"]:
+            step["templates"] = default_templates(key, step["key"], step["channel"])
+        found, _ = Journey.objects.update_or_create(store=store, key=key, defaults={"definition": definition})
         return found
     return journey(store, key)
 
@@ -170,11 +174,13 @@ def test_a_good_edit_makes_a_new_version(api, store):
     cart = default_journey(store)
     steps = api.get("/api/v1/journeys/abandoned_cart").json()["definition"]["steps"]
     steps[0]["delay_seconds"] = 900
-    response = api.patch("/api/v1/journeys/abandoned_cart", {"enabled": False, "steps": steps, "holdout_share": 0.2})
+    response = api.patch("/api/v1/journeys/abandoned_cart", {"enabled": False, "steps": steps, "holdout_share": 0.2,
+                                                             "trigger": {"delay_seconds": 900}})
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["enabled"] is False and body["version"] == cart.version + 1
     assert body["definition"]["steps"][0]["delay_seconds"] == 900 and body["definition"]["holdout_share"] == 0.2
+    assert "discount" not in body["definition"]["steps"][0]  # no empty fields added on the way out
     assert JourneyRevision.objects.filter(journey=cart, version=body["version"]).exists()
 
 
