@@ -62,13 +62,14 @@ class OutboxAdapter:
     def send(self, message: OutboundMessage) -> SendResult:
         if self.channel == "email":
             _, raw = email_render(message, from_email=self.from_email)
-            kept = outbox_email_store(raw=raw, store_id=message.store_id, delivery_id=message.delivery_id)
+            # delivery_id 0: a message that is no Delivery (`tertulia channel test --to`).
+            kept = outbox_email_store(raw=raw, store_id=message.store_id, delivery_id=message.delivery_id or None)
             return SendResult(provider=PROVIDER, provider_message_id=kept.provider_message_id,
                               provider_status="stored", response={"outbox_id": kept.pk})
         # SMS and DMs: the text the person would read, addressed as the provider would address it.
         shown = f"{_handle(message.to)} {message.text}" if self.channel == "social_dm" else message.text
         kept = OutboxMessage.objects.create(
-            store_id=message.store_id, delivery_id=message.delivery_id, channel=self.channel,
+            store_id=message.store_id, delivery_id=message.delivery_id or None, channel=self.channel,
             from_email=self.sender or f"sandbox:{self.channel}", to=[message.to], subject=message.subject[:998],
             body_text=shown, headers={}, raw=shown,
         )

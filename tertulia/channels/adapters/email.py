@@ -170,7 +170,9 @@ def smtp_error(exc: BaseException, *, response: dict[str, Any] | None = None) ->
     if isinstance(exc, ssl.SSLCertVerificationError):
         return PermanentSendError(f"SMTP TLS certificate not valid: {exc}", provider=PROVIDER,
                                   response={**response, "error": str(exc)}, code="tls_error")
-    kind = "timeout" if isinstance(exc, TimeoutError) else "connection_error"
+    # smtplib reports a reply that never came as SMTPServerDisconnected("...: timed out").
+    timed_out = isinstance(exc, TimeoutError) or "timed out" in str(exc)
+    kind = "timeout" if timed_out else "connection_error"
     return TransientSendError(f"SMTP {kind.replace('_', ' ')}: {exc!r}", provider=PROVIDER,
                               response={**response, "error": repr(exc)}, code=kind)
 
