@@ -160,3 +160,22 @@ class JobsCollector:
 
 
 _DATABASE.register(JobsCollector())
+
+
+# --- Outbound messages (channels.dispatch) ---------------------------------------------------
+DELIVERIES = PromCounter(
+    "tertulia_deliveries_total", "Deliveries handled by the dispatcher, by channel and outcome "
+    "(sent, failed, skipped, postponed, retry)", ["channel", "outcome"]
+)
+DELIVERY_LAG = Histogram(
+    "tertulia_delivery_lag_seconds", "Dispatch lag: a message's send time minus its due time", ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+)
+
+
+def delivery_counted(*, channel: str, outcome: str) -> None:
+    DELIVERIES.labels(channel, outcome).inc()
+
+
+def delivery_lag(*, channel: str, seconds: float) -> None:
+    DELIVERY_LAG.labels(channel).observe(max(seconds, 0.0))

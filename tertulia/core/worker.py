@@ -54,16 +54,65 @@ def run_worker(
     lease_seconds: float | None = None,
     queues: list[str] | None = None,
     housekeeping: bool = True,
+    dispatch: bool = True,
 ) -> int:
     """Run due jobs until `stop` is set (or, with `once`, until nothing is due); return how many ran.
 
     Safe to call from any thread: it installs no signal handlers. Setting `stop` lets the job in
     hand finish and be recorded before returning. `concurrency` > 1 runs that many claim loops in
     threads, each with its own database connection. `housekeeping` schedules the daily prune of
-    old jobs (idempotently, so any number of workers may do it).
+    old jobs (idempotently, so any number of workers may do it). `dispatch` also runs the message
+    dispatcher (channels.dispatch) in a thread of its own, stopped by the same event; with `once`
+    it sends what is due after the jobs ran.
     """
     stop = stop or threading.Event()
     base_name = (name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")[:90]
+    if not dispatch:
+        return _run_jobs(base_name=base_name, stop=stop, poll_interval=poll_interval, once=once,
+                         concurrency=concurrency, lease_seconds=lease_seconds, queues=queues,
+                         housekeeping=housekeeping)
+    if once:
+        processed = _run_jobs(base_name=base_name, stop=stop, poll_interval=poll_interval, once=once,
+                              concurrency=concurrency, lease_seconds=lease_seconds, queues=queues,
+                              housekeeping=housekeeping)
+        _dispatch_once(name=base_name)
+        return processed
+    dispatcher = threading.Thread(target=_dispatch_loop, args=(base_name, stop, poll_interval),
+                                  name="tertulia-dispatcher", daemon=True)
+    dispatcher.start()
+    try:
+        return _run_jobs(base_name=base_name, stop=stop, poll_interval=poll_interval, once=once,
+                         concurrency=concurrency, lease_seconds=lease_seconds, queues=queues,
+                         housekeeping=housekeeping)
+    finally:
+        # The job loops only end when asked to (or on an error): the dispatcher goes with them.
+        stop.set()
+        while dispatcher.is_alive():
+            dispatcher.join(timeout=0.5)
+
+
+def _dispatch_loop(base_name: str, stop: threading.Event, poll_interval: float) -> None:
+    from tertulia.channels.dispatch import DEFAULT_POLL_SECONDS, run_dispatcher
+
+    try:
+        run_dispatcher(stop=stop, name=f"{base_name}/dispatch"[:100], poll_interval=min(poll_interval, DEFAULT_POLL_SECONDS))
+    except BaseException:  # run_dispatcher catches its own errors; this is the last word before the thread ends
+        log.exception("the dispatcher stopped with an error", extra={"worker": base_name})
+    finally:
+        _close_connection()
+
+
+def _dispatch_once(*, name: str) -> None:
+    from tertulia.channels.dispatch import dispatch_run, sweep_triggers
+
+    try:
+        sweep_triggers()
+        dispatch_run(worker=f"{name}/dispatch"[:100])
+    finally:
+        _close_connection()
+
+
+def _run_jobs(*, base_name, stop, poll_interval, once, concurrency, lease_seconds, queues, housekeeping) -> int:
     lease = float(lease_seconds or _setting("TERTULIA_JOB_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
     options = {"stop": stop, "poll_interval": poll_interval, "once": once, "lease": lease, "queues": queues}
     if concurrency <= 1:

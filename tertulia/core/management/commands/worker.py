@@ -21,6 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Run what is due now, then exit.")
         parser.add_argument("--lease", type=float, default=None, help="Lease length in seconds (default 60).")
         parser.add_argument("--queue", action="append", dest="queues", help="Only run this queue (repeatable).")
+        parser.add_argument("--no-dispatch", action="store_false", dest="dispatch",
+                            help="Do not run the message dispatcher (channels.dispatch) in this worker.")
 
     def handle(self, *args, **options):
         if options["concurrency"] < 1:
@@ -46,6 +48,7 @@ class Command(BaseCommand):
                 concurrency=options["concurrency"],
                 lease_seconds=options["lease"],
                 queues=options["queues"],
+                dispatch=options["dispatch"],
             )
         finally:
             for sig, handler in previous.items():
