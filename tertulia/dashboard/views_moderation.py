@@ -17,10 +17,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import get_language, gettext_lazy, ngettext
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_POST
 
+from tertulia.core.errors import ApiError, error_response
 from tertulia.core.models import Role, Store
 from tertulia.dashboard import selectors
 from tertulia.dashboard.views import _page, store_view
@@ -96,6 +97,7 @@ class QueueRow:
     verified: bool
     created_at: datetime | None
     status: str
+    flags: int = 0
     reasons: list[Reason] = field(default_factory=list)
 
     @property
@@ -170,6 +172,7 @@ def queue_row(item: Any) -> QueueRow:
         verified=bool(_get(item, "verified", "verified_buyer", default=False) or _get(record, "verified_buyer", default=False)),
         created_at=_get(item, "created_at", default=None) or _get(record, "created_at", default=None),
         status=str(_get(item, "status", default=None) or _get(record, "status", default="held")),
+        flags=int(_get(item, "flag_count", "flags", default=0) or 0),
         reasons=[Reason(code=r["code"], label=str(REASONS.get(r["code"], r["code"])), score=r["score"],
                         evidence=r["evidence"]) for r in sorted(results, key=lambda r: -r["score"])],
     )
@@ -188,7 +191,8 @@ def moderation(request: HttpRequest, store: Store) -> HttpResponse:
     rows: list[QueueRow] = []
     page = None
     if available:
-        found = moderation_queue(store=store, code=code or None, content_type=kind or None)
+        found = moderation_queue(store=store, code=code or None, content_type=kind or None,
+                                 language=(get_language() or "es")[:2])
         page = Paginator(found, PER_PAGE).get_page(request.GET.get("page"))
         rows = [queue_row(item) for item in page.object_list]
     filters = request.GET.copy()
@@ -261,9 +265,12 @@ def moderation_decide(request: HttpRequest, store: Store) -> HttpResponse:
     if total > MAX_DECIDE:
         return _error(request, 422, "too_many", _("Decide at most %(limit)s items at once.") % {"limit": MAX_DECIDE},
                       "items")
-    with transaction.atomic():  # all selected kinds decided, or none
-        changed = sum(content_decide(store=store, content_type=kind, ids=ids, action=action, user=request.user)
-                      for kind, ids in grouped.items())
+    try:
+        with transaction.atomic():  # all selected kinds decided, or none
+            changed = sum(content_decide(store=store, content_type=kind, ids=ids, action=action, user=request.user)
+                          for kind, ids in grouped.items())
+    except ApiError as error:
+        return error_response(error)
     message = _decided_message(action, changed)
     if wants_json:
         return JsonResponse({"action": action, "changed": changed, "items": [f"{k}:{i}" for k, ids in grouped.items()

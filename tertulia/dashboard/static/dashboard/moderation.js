@@ -30,6 +30,8 @@
     }
   }
 
+  function onItem() { return !!(document.activeElement && document.activeElement.closest && document.activeElement.closest(".mod-item")); }
+
   function box(item) { return item.querySelector("input[name=items]"); }
 
   function toggle(item) {
@@ -127,8 +129,9 @@
     if (typing) { return; }
     if (help && help.open && event.key !== "?") { return; }
     switch (event.key) {
-      case "j": move(current + 1); break;
-      case "k": move(current - 1); break;
+      // The first j or k only shows where you are.
+      case "j": move(onItem() ? current + 1 : current); break;
+      case "k": move(onItem() ? current - 1 : current); break;
       case "x": if (items()[current]) { toggle(items()[current]); move(current); } break;
       case "a": decide("approve", chosen()); break;
       case "r": decide("reject", chosen()); break;

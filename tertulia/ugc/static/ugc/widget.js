@@ -419,7 +419,7 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
     }
 
     showResult(box, kind, message, reasons) {
-      const list = (reasons || []).map((r) => str(r && r.message)).filter(Boolean);
+      const list = (reasons || []).map((r) => str(r && r.message)).filter((m) => m && !message.includes(m));
       box.className = `msg ${kind}`;
       box.replaceChildren(h("p", { style: "margin:0" }, message), ...(list.length ? [h("ul", null, list.map((m) => h("li", null, m)))] : []));
       box.focus();
