@@ -35,6 +35,10 @@
       rejected: "This could not be published.", qPublished: "Thank you! Your question is published.",
       loadError: "Reviews could not be loaded.", retry: "Try again", sendError: "Could not send it. Please try again.",
       loading: "Loading…", filtered: (n) => `Showing ${n}`, clear: "Show all",
+      report: "Report", why: "Reason", sendReport: "Send report", reported: "Thank you, a person will look at it.",
+      flags: ["spam", "Spam or advertising", "offensive", "Insulting or offensive", "off_topic", "Off topic",
+        "personal_data", "Personal data", "fake", "Fake or misleading", "other", "Other"],
+      thanks: "Thank you!", answer: "Answer this question", yourAnswer: "Your answer", sendA: "Send answer",
     },
     es: {
       reviews: "Opiniones", summary: "Resumen de valoraciones", none: "Todavía no hay opiniones. Sé el primero en escribir una.",
@@ -55,6 +59,10 @@
       rejected: "No se ha podido publicar.", qPublished: "¡Gracias! Tu pregunta ya está publicada.",
       loadError: "No se pudieron cargar las opiniones.", retry: "Reintentar", sendError: "No se pudo enviar. Inténtalo de nuevo.",
       loading: "Cargando…", filtered: (n) => `Mostrando ${n}`, clear: "Ver todas",
+      report: "Denunciar", why: "Motivo", sendReport: "Enviar denuncia", reported: "Gracias, una persona lo revisará.",
+      flags: ["spam", "Spam o publicidad", "offensive", "Insultante u ofensivo", "off_topic", "No tiene que ver",
+        "personal_data", "Datos personales", "fake", "Falso o engañoso", "other", "Otro"],
+      thanks: "¡Gracias!", answer: "Responder a esta pregunta", yourAnswer: "Tu respuesta", sendA: "Enviar respuesta",
     },
   };
 
@@ -121,6 +129,7 @@ fieldset{border:0;padding:0;margin:0}legend{font-weight:600;padding:0;margin-bot
 .msg ul{list-style:disc;padding-left:1.2em;margin:.3em 0 0}
 .q{border-top:1px solid var(--b);padding:.8em 0}.q p{margin:.2em 0}.ans{margin:.5em 0 0 1.2em;padding-left:.8em;border-left:2px solid var(--b)}
 details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font-weight:600}
+.rp{border:0;padding:0;font-size:.92em}.rp summary{font-weight:400;color:var(--m)}.mini{margin:.5em 0;padding:.7em}
 `;
 
   class TertuliaReviews extends HTMLElement {
@@ -335,7 +344,32 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
         photos.length ? h("div", { class: "ph" }, photos) : null,
         h("p", { class: "m" }, h("span", { class: "au" }, author), " · ", h("time", { datetime: str(r.created_at) }, this.date(r.created_at))),
         reply ? h("div", { class: "rep" }, h("strong", null, this.t("reply")), h("p", { class: "tx" }, reply)) : null,
-        h("div", { class: "row" }, vote));
+        h("div", { class: "row" }, vote, this.reportBox(`${this.base()}/reviews/${encodeURIComponent(str(r.id))}/flags`)));
+    }
+
+    // A reader's report: a disclosure with the reason and a send button.
+    reportBox(url) {
+      const sel = h("select", { id: nextId("why"), name: "reason" });
+      const f = this.t("flags");
+      for (let i = 0; i < f.length; i += 2) sel.append(h("option", { value: f[i] }, f[i + 1]));
+      const box = h("details", { class: "rp" }, h("summary", null, this.t("report")));
+      const form = h("form", { class: "mini" }, h("label", { for: sel.id }, this.t("why")), sel,
+        h("button", { type: "submit", class: "btn2" }, this.t("sendReport")));
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        try {
+          await this.call(url, { method: "POST", headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ reason: sel.value, device_id: deviceId() }) });
+          const done = h("p", { class: "m", tabindex: "-1" }, this.t("reported"));
+          box.replaceWith(done);
+          done.focus();
+          this.announce(this.t("reported"));
+        } catch (err) {
+          this.announce(err.message || this.t("sendError"));
+        }
+      });
+      box.append(form);
+      return box;
     }
 
     async vote(button, url, count) {
@@ -532,7 +566,34 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
           h("p", { class: "m" }, str(a.author) || this.t("anon"),
             a.by_staff ? [" ", h("span", { class: "badge" }, this.t("staff"))] : null,
             !a.by_staff && a.verified_buyer ? [" ", h("span", { class: "badge" }, "✓ ", this.t("buyer"))] : null,
-            " · ", h("time", { datetime: str(a.created_at) }, this.date(a.created_at)))))) : null);
+            " · ", h("time", { datetime: str(a.created_at) }, this.date(a.created_at)))))) : null,
+        this.answerBox(q.id));
+    }
+
+    answerBox(id) {
+      const msg = this.qMsg; // outside the list, so it survives the reload of a published answer
+      const form = h("form", { class: "mini", novalidate: true },
+        this.field("textarea", "text", this.t("yourAnswer"), { maxlength: 2000, required: true }),
+        this.field("text", "display_name", this.t("name"), { maxlength: 80, autocomplete: "nickname" }),
+        h("div", { class: "row" }, h("button", { type: "submit", class: "btn" }, this.t("sendA"))));
+      const box = h("details", { class: "rp" }, h("summary", null, this.t("answer")), form);
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        this.clearErrors(form);
+        if (!this.requireFields(form, ["text"])) return;
+        const payload = { text: form.elements.text.value.trim(), display_name: form.elements.display_name.value.trim(),
+          device_id: deviceId() };
+        const token = this.getAttribute("token");
+        if (token) payload.token = token;
+        this.send(form, `${this.base()}/questions/${encodeURIComponent(str(id))}/answers`, payload, null, msg, (res) => {
+          const status = str(res.status);
+          if (status !== "rejected") { form.reset(); box.open = false; }
+          this.showResult(msg, status === "published" ? "ok" : status === "held" ? "hold" : "no",
+            str(res.message) || this.t(status === "rejected" ? "rejected" : "thanks"), res.reasons);
+          if (status === "published") this.loadQuestions();
+        });
+      });
+      return box;
     }
 
     async loadFaq() {
