@@ -207,6 +207,9 @@ TERTULIA_MAX_BODY_BYTES = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = TERTULIA_MAX_BODY_BYTES
 TERTULIA_MAX_BATCH = 1000
 
+# --- Messages: absolute base of the links Tertulia puts in messages (tracking, unsubscribe, answers) ---
+TERTULIA_PUBLIC_URL = os.environ.get("TERTULIA_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
 # --- Background work ------------------------------------------------------------------------
 TASKS = {"default": {"BACKEND": "tertulia.core.tasks_backend.DatabaseBackend"}}
 
