@@ -173,3 +173,15 @@ def test_email_url_with_a_django_backend(store):
     with override_settings(EMAIL_URL="memory://"):
         adapter_for(store_id=store.pk, channel="email").send(message(store))
     assert len(mail.outbox) == 1 and mail.outbox[0].extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_settings_default_mail_backend_is_the_outbox():
+    # The settings module as loaded without EMAIL_URL (pytest-django swaps the live setting for locmem).
+    import os
+
+    import tertulia.settings as loaded
+
+    if os.environ.get("EMAIL_URL"):
+        pytest.skip("EMAIL_URL is set in this environment")
+    assert loaded.EMAIL_BACKEND == "tertulia.channels.outbox.OutboxEmailBackend"
+    assert loaded.TERTULIA_CHANNELS_SANDBOX is True
