@@ -64,6 +64,14 @@ def test_email_without_email_url_is_the_outbox_and_with_it_smtp(store):
 
 
 @pytest.mark.django_db
+def test_unknown_channel_is_permanent(store):
+    with override_settings(TERTULIA_CHANNELS_SANDBOX=True):
+        with pytest.raises(PermanentSendError) as caught:
+            adapter_for(store_id=store.pk, channel="fax")
+    assert caught.value.code == "unknown_channel"
+
+
+@pytest.mark.django_db
 def test_no_account_is_channel_not_configured_unless_sandbox(store):
     for channel in ("sms", "social_dm"):
         with override_settings(TERTULIA_CHANNELS_SANDBOX=False):

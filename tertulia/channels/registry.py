@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from tertulia.channels.accounts import ChannelAccountConfig, channel_account_config
+from tertulia.channels.accounts import CHANNELS, ChannelAccountConfig, channel_account_config
 from tertulia.channels.base import ChannelAdapter, PermanentSendError
 from tertulia.channels.credentials import CredentialsError
 from tertulia.channels.models import ChannelAccount
@@ -102,6 +102,8 @@ def _override(path: str, *, store_id: int, channel: str) -> ChannelAdapter:
 
 
 def _build(*, store_id: int, channel: str) -> ChannelAdapter:
+    if channel not in CHANNELS:
+        raise PermanentSendError(f"No channel '{channel}'.", code="unknown_channel")
     try:
         account = channel_account_config(store_id=store_id, channel=channel)
     except CredentialsError as exc:

@@ -37,13 +37,14 @@ def handle_normalize(to: str) -> tuple[str, str, str]:
     return (f"@{user}@{domain}" if domain else f"@{user}"), user, domain
 
 
-def _mentioned(status: dict[str, Any], user: str, domain: str, local_domain: str) -> bool:
+def _mentioned(status: dict[str, Any], user: str, domain: str) -> bool:
     for mention in status.get("mentions") or []:
         acct = str(mention.get("acct", "")).lower()
         if acct == (f"{user}@{domain}" if domain else user).lower():
             return True
-        # The instance's own users appear without a domain in `acct`.
-        if domain and domain.lower() == local_domain.lower() and acct == user.lower():
+        # The instance's own users appear without a domain, and the handle's domain (WebFinger) may differ
+        # from the API host, so a domain-less mention of the same user name is the recipient.
+        if "@" not in acct and acct == user.lower():
             return True
     return False
 
@@ -89,8 +90,7 @@ class MastodonDmAdapter:
         status = dict(status)
         answer = {key: _plain(status.get(key)) for key in ("id", "uri", "url", "visibility", "created_at")}
         answer["mentions"] = [str(m.get("acct")) for m in status.get("mentions") or []]
-        local_domain = self.api_base_url.split("://", 1)[-1].split("/", 1)[0]
-        if not _mentioned(status, user, domain, local_domain):
+        if not _mentioned(status, user, domain):
             try:
                 client.status_delete(status["id"])
                 answer["deleted"] = True
