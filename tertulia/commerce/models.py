@@ -52,6 +52,8 @@ class Order(StoreScoped):
     items = models.JSONField(default=list)
     total = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     currency = models.CharField(max_length=3, blank=True)
+    # Codes the buyer entered at checkout (discount and referral codes), as the shop reported them.
+    discount_codes = models.JSONField(default=list, blank=True)
     placed_at = models.DateTimeField(null=True, blank=True)
     fulfilled_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -63,7 +65,11 @@ class Order(StoreScoped):
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["store", "external_id"], name="order_unique_external_id")]
-        indexes = [models.Index(fields=["store", "placed_at"], name="order_store_placed")]
+        indexes = [
+            models.Index(fields=["store", "placed_at"], name="order_store_placed"),
+            # Review and referral requests look for orders delivered in a window of time.
+            models.Index(fields=["store", "delivered_at"], name="order_store_delivered"),
+        ]
 
     def __str__(self) -> str:
         return f"order {self.external_id}"

@@ -8,7 +8,7 @@ The rules that make out-of-order delivery safe live in the SQL below:
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -43,6 +43,7 @@ class OrderPlaced:
     items: list[dict]
     total: Decimal
     currency: str
+    discount_codes: list[str] = field(default_factory=list)  # discount and referral codes used at checkout
 
 
 @dataclass(slots=True)
@@ -79,9 +80,9 @@ def commerce_lock(*, store: Store, cart_ids: set[str], order_ids: set[str]) -> N
             insert_returning(
                 table,
                 ["store_id", "external_id", "status", "items", "total", "currency", "created_at", "updated_at"]
-                + (["recovery_url", "order_external_id"] if table == CART else ["cart_external_id"]),
+                + (["recovery_url", "order_external_id"] if table == CART else ["cart_external_id", "discount_codes"]),
                 [(store.pk, key, "open" if table == CART else "placed", "[]", "0", "", now, now)
-                 + (("", "") if table == CART else ("",)) for key in part],
+                 + (("", "") if table == CART else ("", "[]")) for key in part],
                 conflict=["store_id", "external_id"], returning=["id"],
                 update=f"updated_at = {table}.updated_at",
             )
@@ -149,11 +150,12 @@ def orders_place(*, store: Store, orders: Sequence[OrderPlaced]) -> int:
     now = db_datetime(timezone.now(), sqlite=lite)
     latest = _latest(orders, lambda o: o.order_id)
     columns = ["store_id", "external_id", "cart_external_id", "customer_id", "status", "items", "total", "currency",
-               "placed_at", "last_event_at", "created_at", "updated_at"]
+               "discount_codes", "placed_at", "last_event_at", "created_at", "updated_at"]
     update = f"""
         cart_external_id = excluded.cart_external_id,
         customer_id = COALESCE(excluded.customer_id, {ORDER}.customer_id),
         items = excluded.items, total = excluded.total, currency = excluded.currency,
+        discount_codes = excluded.discount_codes,
         placed_at = excluded.placed_at,
         last_event_at = CASE WHEN {ORDER}.last_event_at IS NULL OR excluded.last_event_at > {ORDER}.last_event_at
                              THEN excluded.last_event_at ELSE {ORDER}.last_event_at END,
@@ -164,7 +166,8 @@ def orders_place(*, store: Store, orders: Sequence[OrderPlaced]) -> int:
     for part in chunks(latest, 500):
         rows = [
             (store.pk, o.order_id, o.cart_id or "", o.customer_id, "placed", db_json(o.items), str(o.total),
-             o.currency, db_datetime(o.occurred_at, sqlite=lite), db_datetime(o.occurred_at, sqlite=lite), now, now)
+             o.currency, db_json(o.discount_codes), db_datetime(o.occurred_at, sqlite=lite),
+             db_datetime(o.occurred_at, sqlite=lite), now, now)
             for o in part
         ]
         changed += len(insert_returning(ORDER, columns, rows, conflict=["store_id", "external_id"],
@@ -204,8 +207,8 @@ def orders_advance(*, store: Store, moments: Sequence[OrderMoment]) -> int:
             if m.moment == moment and (m.order_id not in earliest or m.occurred_at < earliest[m.order_id].occurred_at):
                 earliest[m.order_id] = m
         column = f"{moment}_at"
-        columns = ["store_id", "external_id", "cart_external_id", "status", "items", "total", "currency", column,
-                   "last_event_at", "created_at", "updated_at"]
+        columns = ["store_id", "external_id", "cart_external_id", "status", "items", "total", "currency",
+                   "discount_codes", column, "last_event_at", "created_at", "updated_at"]
         update = f"""
             {column} = CASE WHEN {ORDER}.{column} IS NULL OR excluded.{column} < {ORDER}.{column}
                             THEN excluded.{column} ELSE {ORDER}.{column} END,
@@ -215,7 +218,7 @@ def orders_advance(*, store: Store, moments: Sequence[OrderMoment]) -> int:
         """
         for part in chunks([earliest[k] for k in sorted(earliest)], 500):
             rows = [
-                (store.pk, m.order_id, "", moment, db_json([]), "0", "", db_datetime(m.occurred_at, sqlite=lite),
+                (store.pk, m.order_id, "", moment, db_json([]), "0", "", "[]", db_datetime(m.occurred_at, sqlite=lite),
                  db_datetime(m.occurred_at, sqlite=lite), now, now)
                 for m in part
             ]

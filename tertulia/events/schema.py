@@ -307,6 +307,36 @@ def _checkout(errors, data, path):
     return _cart(errors, data, path, items_required=False)
 
 
+MAX_DISCOUNT_CODES = 20
+
+
+def _codes(errors: _Errors, data: dict, path: str) -> list[str]:
+    """Discount and referral codes used at checkout: trimmed, duplicates (ignoring case) dropped."""
+    value = data.get("discount_codes")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.add(f"{path}.discount_codes", "invalid_type", "Must be a list of codes.")
+        return []
+    if len(value) > MAX_DISCOUNT_CODES:
+        errors.add(f"{path}.discount_codes", "too_many", f"At most {MAX_DISCOUNT_CODES} codes.")
+        return []
+    codes: list[str] = []
+    seen: set[str] = set()
+    for position, code in enumerate(value):
+        field_path = f"{path}.discount_codes[{position}]"
+        if not isinstance(code, str):
+            errors.add(field_path, "invalid_type", "Must be a string.")
+        elif not code.strip():
+            errors.add(field_path, "blank", "Must not be blank.")
+        elif len(code.strip()) > 100:
+            errors.add(field_path, "too_long", "At most 100 characters.")
+        elif code.strip().upper() not in seen:
+            seen.add(code.strip().upper())
+            codes.append(code.strip())
+    return codes
+
+
 def _order(errors, data, path):
     return {
         "order_id": _str(errors, data, "order_id", path, required=True, max_length=128),
@@ -314,6 +344,7 @@ def _order(errors, data, path):
         "items": _items(errors, data, path, required=True),
         "total": _money(errors, data, "total", path, required=True),
         "currency": _currency(errors, data, path, required=True),
+        "discount_codes": _codes(errors, data, path),
     }
 
 

@@ -190,11 +190,15 @@ def _project(store: Store, events: list[ValidEvent]) -> None:
         carts_apply(store=store, states=carts)
     placed = [
         OrderPlaced(e.data["order_id"], e.occurred_at, e.customer_id, e.data["cart_id"], e.data["items"],
-                    e.data["total"], e.data["currency"])
+                    e.data["total"], e.data["currency"], e.data.get("discount_codes") or [])
         for e in by_type.get("order_placed", [])
     ]
     if placed:
         orders_place(store=store, orders=placed)
+        if any(o.discount_codes for o in placed):
+            from tertulia.journeys.codes import orders_codes_redeem  # journeys builds on commerce, not the reverse
+
+            orders_codes_redeem(store=store, order_ids={o.order_id for o in placed if o.discount_codes})
     moments = [
         OrderMoment(e.data["order_id"], e.occurred_at, _MOMENTS[e.type])
         for kind in _MOMENTS for e in by_type.get(kind, [])

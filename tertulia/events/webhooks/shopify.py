@@ -96,6 +96,16 @@ def _items(lines: object) -> list[dict]:
     return items
 
 
+def _discount_codes(payload: dict) -> list[str]:
+    """Codes the buyer entered: `discount_codes` is a list of {code, amount, type} on orders and checkouts."""
+    codes = []
+    for entry in as_list(payload.get("discount_codes")):
+        code = text(as_dict(entry).get("code"), 100)
+        if code and code not in codes:
+            codes.append(code)
+    return codes
+
+
 def _with_customer(data: dict, buyer: dict | None) -> dict:
     if buyer is not None:
         data["customer"] = buyer
@@ -162,6 +172,9 @@ def order_events(payload: dict, *, topic: str, currency: str) -> list[dict]:
         "total": money(payload.get("total_price")) or money(payload.get("current_total_price")),
         "currency": currency_code(payload.get("currency"), currency),
     }
+    codes = _discount_codes(payload)
+    if codes:
+        placed["discount_codes"] = codes
     events = [event(f"{key}:placed", "order_placed", placed_at, _with_customer(placed, buyer))]
     # The topic says what happened; the payload's own state is trusted too, so a fulfilment or a
     # cancellation reported on another topic is not lost. Ids per moment keep replays harmless.

@@ -122,6 +122,16 @@ def _items(lines: object) -> list[dict]:
     return items
 
 
+def _coupon_codes(order: dict) -> list[str]:
+    """Coupons applied to the order: `coupon_lines` is a list of {id, code, discount, ...} (legacy API too)."""
+    codes = []
+    for line in as_list(order.get("coupon_lines")):
+        code = text(as_dict(line).get("code"), 100)
+        if code and code not in codes:
+            codes.append(code)
+    return codes
+
+
 def _paid(order: dict) -> bool:
     return bool(order.get("date_paid_gmt") or order.get("date_paid")
                 or as_dict(order.get("payment_details")).get("paid") is True)
@@ -156,9 +166,11 @@ def order_events(order: dict, *, currency: str) -> list[dict]:
             event(f"{key}:started", "checkout_started", created, _with_customer(started, buyer)),
             event(f"{key}:cart:{modified}", "cart_updated", modified, _with_customer(cart, buyer)),
         ]
-    placed = event(f"{key}:placed", "order_placed", created, _with_customer(
-        {"order_id": order_id, "cart_id": cart_id, "items": items, "total": total, "currency": order_currency},
-        buyer))
+    placed_data = {"order_id": order_id, "cart_id": cart_id, "items": items, "total": total, "currency": order_currency}
+    codes = _coupon_codes(order)
+    if codes:
+        placed_data["discount_codes"] = codes
+    placed = event(f"{key}:placed", "order_placed", created, _with_customer(placed_data, buyer))
     if status in PLACED_STATUSES:
         events = [placed]
         if status == "completed":
