@@ -1,0 +1,638 @@
+"""Triggers: who enters which journey, found in sets by a sweep the worker runs every second.
+
+`triggers_sweep` looks, journey by journey, for facts whose moment has come: carts quiet for the
+set delay, orders placed, orders delivered a set time ago, subscriptions, last orders long ago. Each
+kind of fact is one set-wise query (candidates that are reachable and not enrolled yet), and each
+batch of candidates is enrolled with one insert that ignores conflicts on the enrollment's unique
+(journey, person, trigger), so a replayed event or two workers sweeping side by side never enroll
+anybody twice. Enrollment writes every step of the person's journey as a scheduled Delivery, due
+at the trigger moment plus the step's delay; holdout enrollments get none.
+
+Sweeps are cheap when nothing happened: each kind remembers (in the process) how far it looked and
+next time looks only at facts since then, minus a small overlap; every few minutes, and after any
+edit of the journey, it looks at the whole look-back window again, which catches facts that arrived
+late. Enrollment runs a few seconds ahead of the moment (LOOKAHEAD), so a message is waiting in
+its row when it falls due instead of being created after.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.fields.json import JSONField
+from django.utils import timezone
+
+from tertulia.channels.models import Delivery, DeliveryStatus
+from tertulia.commerce.models import Cart, CartStatus, Order, OrderStatus
+from tertulia.core.db import (
+    atomic_with_retry,
+    chunks,
+    db_datetime,
+    db_json,
+    insert_returning,
+    is_postgres,
+    is_sqlite,
+)
+from tertulia.customers.models import Consent, ConsentStatus
+from tertulia.journeys.definitions import CONFIRM_STEP, assignment_for, journey_channels, steps_effective
+from tertulia.journeys.models import Enrollment, EnrollmentStatus, Journey, JourneyKey, TriggerType
+
+log = logging.getLogger("tertulia.journeys")
+
+DEFAULT_LOOKAHEAD_SECONDS = 5.0
+OVERLAP = timedelta(seconds=30)  # incremental sweeps look this far behind where the last one stopped
+FULL_EVERY = timedelta(minutes=5)
+SETTLE_EVERY = timedelta(minutes=10)
+_LOCK_NAMESPACE = 0x7E48  # pg_try_advisory_lock(namespace, store id) while a store is swept
+
+
+def lookahead() -> timedelta:
+    return timedelta(seconds=float(getattr(settings, "TERTULIA_JOURNEYS_LOOKAHEAD_SECONDS", DEFAULT_LOOKAHEAD_SECONDS)))
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One person about to enter one journey because of one fact."""
+
+    customer_id: int
+    trigger_type: str
+    trigger_id: str
+    trigger_at: datetime  # the fact's moment; step delays count from here
+    shift_seconds: int = 0  # a journey-specific wait beyond trigger.delay_seconds moves every step
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+# --- Enrollment ----------------------------------------------------------------------------------------
+
+
+def _column_values(model, rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple]]:
+    """Columns and values for a raw bulk insert of `model`, with every field's default filled in.
+
+    Built from the model so a field added later (with a default) needs no change here.
+    """
+    lite = is_sqlite()
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    given = set().union(*(row.keys() for row in rows)) if rows else set()
+    columns, convert = [], []
+    for f in fields:
+        name = f.attname
+        default = f.get_default()  # "" for text fields without a default, as Django's own inserts
+        if name not in given and f.name not in given and default is None and not f.null:
+            raise ValueError(f"{model.__name__}.{f.name} needs a value")
+        columns.append(f.column)
+        if isinstance(f, JSONField):
+            convert.append((name, f.name, default, db_json))
+        elif f.get_internal_type() == "DateTimeField":
+            convert.append((name, f.name, default, lambda v: db_datetime(v, sqlite=lite)))
+        else:
+            convert.append((name, f.name, default, None))
+    values = []
+    for row in rows:
+        out = []
+        for attname, fname, default, fn in convert:
+            value = row[attname] if attname in row else row[fname] if fname in row else default
+            out.append(fn(value) if fn is not None and value is not None else value)
+        values.append(tuple(out))
+    return columns, values
+
+
+def enrollments_create(*, journey: Journey, candidates: Iterable[Candidate], now: datetime,
+                       steps: list[dict] | None = None, holdout_allowed: bool = True) -> int:
+    """Enroll candidates (once each) and schedule their steps; returns how many were enrolled.
+
+    `steps` replaces the journey's steps (the double opt-in confirmation is a journey of one step
+    of its own); `holdout_allowed=False` keeps everybody in (nobody may be held out of a
+    confirmation they asked for).
+    """
+    unique: dict[tuple[int, str, str], Candidate] = {}
+    for candidate in candidates:
+        unique.setdefault((candidate.customer_id, candidate.trigger_type, candidate.trigger_id), candidate)
+    if not unique:
+        return 0
+    # One lock order for every writer: candidates sorted by the unique key.
+    ordered = [unique[key] for key in sorted(unique)]
+    definition = journey.definition or {}
+    plans = []
+    for candidate in ordered:
+        if holdout_allowed:
+            assigned = assignment_for(store_id=journey.store_id, journey_key=journey.key,
+                                      customer_id=candidate.customer_id, definition=definition)
+            variant, holdout = assigned.variant, assigned.holdout
+        else:
+            variant, holdout = "", False
+        plans.append((candidate, variant, holdout))
+
+    def write() -> int:
+        created = 0
+        for part in chunks(plans, 500):
+            rows = [{
+                "store_id": journey.store_id, "journey_id": journey.pk, "journey_key": journey.key,
+                "customer_id": c.customer_id, "trigger_type": c.trigger_type, "trigger_id": c.trigger_id,
+                "trigger_at": c.trigger_at, "journey_version": journey.version, "variant": variant,
+                "holdout": holdout,
+                "status": EnrollmentStatus.HOLDOUT if holdout else EnrollmentStatus.ACTIVE,
+                "exit_reason": "", "answer": "",
+                "context": {**c.context, "shift_seconds": c.shift_seconds} if c.shift_seconds else c.context,
+                "enrolled_at": now,
+            } for c, variant, holdout in part]
+            columns, values = _column_values(Enrollment, rows)
+            inserted = insert_returning(
+                Enrollment._meta.db_table, columns, values,
+                conflict=["journey_id", "customer_id", "trigger_type", "trigger_id"],
+                returning=["id", "customer_id", "trigger_type", "trigger_id"],
+            )
+            created += len(inserted)
+            by_key = {(c.customer_id, c.trigger_type, c.trigger_id): (c, variant, holdout) for c, variant, holdout in part}
+            deliveries = []
+            for enrollment_id, customer_id, trigger_type, trigger_id in inserted:
+                candidate, variant, holdout = by_key[(customer_id, trigger_type, trigger_id)]
+                if holdout:
+                    continue
+                for step in steps if steps is not None else steps_effective(definition, variant):
+                    due = candidate.trigger_at + timedelta(seconds=candidate.shift_seconds + int(step["delay_seconds"]))
+                    deliveries.append({
+                        "store_id": journey.store_id, "customer_id": customer_id, "channel": step["channel"],
+                        "enrollment_id": enrollment_id, "journey_key": journey.key, "step_key": step["key"],
+                        "variant": variant, "status": DeliveryStatus.SCHEDULED, "due_at": due,
+                        "created_at": now, "updated_at": now,
+                    })
+            if deliveries:
+                columns, values = _column_values(Delivery, deliveries)
+                insert_returning(Delivery._meta.db_table, columns, values, conflict=None, returning=["id"])
+        return created
+
+    created = atomic_with_retry(write)
+    if created:
+        log.info("enrolled", extra={"store_id": journey.store_id, "journey": journey.key, "count": created})
+    return created
+
+
+# --- Finders: one set-wise query per kind of fact ----------------------------------------------------
+
+
+def _reachable(channels: set[str]) -> Exists:
+    return Exists(Consent.objects.filter(customer_id=OuterRef("customer_id"), channel__in=sorted(channels),
+                                         status=ConsentStatus.SUBSCRIBED))
+
+
+def _enrolled(journey: Journey, trigger_type: str, trigger_id: str | Any) -> Exists:
+    return Exists(Enrollment.objects.filter(journey_id=journey.pk, customer_id=OuterRef("customer_id"),
+                                            trigger_type=trigger_type, trigger_id=trigger_id))
+
+
+def _live_customer() -> Q:
+    return Q(customer__isnull=False, customer__erased_at__isnull=True, customer__merged_into__isnull=True)
+
+
+@dataclass(slots=True)
+class Window:
+    """Facts to look at: fact moments in (low, high]."""
+
+    low: datetime
+    high: datetime
+
+
+def _wait(journey: Journey) -> int:
+    return int((journey.definition.get("trigger") or {}).get("delay_seconds") or 0)
+
+
+def _lookback(journey: Journey) -> timedelta:
+    return timedelta(seconds=int((journey.definition.get("trigger") or {}).get("lookback_seconds") or 86400))
+
+
+def _full_window(journey: Journey, now: datetime, wait: int) -> Window:
+    high = now - timedelta(seconds=wait) + lookahead()
+    return Window(low=now - timedelta(seconds=wait) - _lookback(journey), high=high)
+
+
+def carts_abandoned(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
+    """Open carts with items and a reachable person, quiet since the window, with no order since."""
+    rows = (
+        Cart.objects.for_store(journey.store_id)
+        .filter(_live_customer(), status=CartStatus.OPEN, last_event_at__gt=window.low, last_event_at__lte=window.high)
+        .exclude(items=[])
+        .filter(_reachable(journey_channels(journey.definition)))
+        .exclude(_enrolled(journey, TriggerType.CART, OuterRef("external_id")))
+        .exclude(Exists(Order.objects.filter(store_id=journey.store_id, customer_id=OuterRef("customer_id"),
+                                             placed_at__gte=OuterRef("last_event_at"))))
+        .values_list("customer_id", "external_id", "last_event_at")
+    )
+    return [Candidate(customer_id, TriggerType.CART, external_id, at) for customer_id, external_id, at in rows]
+
+
+def orders_placed(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
+    rows = (
+        Order.objects.for_store(journey.store_id)
+        .filter(_live_customer(), placed_at__gt=window.low, placed_at__lte=window.high)
+        .exclude(status=OrderStatus.CANCELLED)
+        .filter(_reachable(journey_channels(journey.definition)))
+        .exclude(_enrolled(journey, TriggerType.ORDER, OuterRef("external_id")))
+        .values_list("customer_id", "external_id", "placed_at")
+    )
+    return [Candidate(customer_id, TriggerType.ORDER, external_id, at) for customer_id, external_id, at in rows]
+
+
+def category_waits(*, store_id: int, skus: set[str], category_delays: dict[str, int]) -> dict[str, int]:
+    """The review delay each SKU asks for: its category's, else the nearest ancestor's with one."""
+    from tertulia.catalog.models import Category, Product
+
+    if not category_delays or not skus:
+        return {}
+    parents = dict(Category.objects.for_store(store_id).values_list("id", "parent_id"))
+    external = dict(Category.objects.for_store(store_id).values_list("id", "external_id"))
+    waits = {}
+    for sku, category_id in Product.objects.for_store(store_id).filter(sku__in=sorted(skus)).values_list("sku", "category_id"):
+        seen = set()
+        while category_id is not None and category_id not in seen:
+            seen.add(category_id)
+            if external.get(category_id) in category_delays:
+                waits[sku] = int(category_delays[external[category_id]])
+                break
+            category_id = parents.get(category_id)
+    return waits
+
+
+def orders_delivered_for_review(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
+    """Delivered orders whose review moment (delivery + their category's delay) has come.
+
+    An order whose items ask for different delays waits for the longest, so every item has been
+    tried when the buyer is asked about all of them.
+    """
+    trigger = journey.definition.get("trigger") or {}
+    default = _wait(journey)
+    delays = {str(k): int(v) for k, v in (trigger.get("category_delays") or {}).items()}
+    waits = [default, *delays.values()]
+    low = now - timedelta(seconds=max(waits)) - _lookback(journey)
+    high = now - timedelta(seconds=min(waits)) + lookahead()
+    rows = list(
+        Order.objects.for_store(journey.store_id)
+        .filter(_live_customer(), delivered_at__gt=low, delivered_at__lte=high, cancelled_at__isnull=True)
+        .filter(_reachable(journey_channels(journey.definition)))
+        .exclude(_enrolled(journey, TriggerType.ORDER, OuterRef("external_id")))
+        .values_list("customer_id", "external_id", "delivered_at", "items")
+    )
+    skus = {str(item.get("sku")) for *_, items in rows for item in (items or []) if isinstance(item, dict)}
+    by_sku = category_waits(store_id=journey.store_id, skus=skus, category_delays=delays)
+    candidates = []
+    for customer_id, external_id, delivered_at, items in rows:
+        wait = max([default] + [by_sku[str(i.get("sku"))] for i in items or []
+                                if isinstance(i, dict) and str(i.get("sku")) in by_sku])
+        moment = delivered_at + timedelta(seconds=wait)
+        if now - _lookback(journey) < moment <= now + lookahead():
+            candidates.append(Candidate(customer_id, TriggerType.ORDER, external_id, delivered_at,
+                                        shift_seconds=wait - default))
+    return candidates
+
+
+def _cooling(journey: Journey, now: datetime) -> Exists | None:
+    cooldown = int((journey.definition.get("trigger") or {}).get("cooldown_seconds") or 0)
+    if not cooldown:
+        return None
+    return Exists(Enrollment.objects.filter(journey_id=journey.pk, customer_id=OuterRef("customer_id"),
+                                            enrolled_at__gt=now - timedelta(seconds=cooldown)))
+
+
+def orders_delivered_for_referral(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
+    """Buyers whose order was delivered the set time ago, not asked for a referral lately."""
+    trigger = journey.definition.get("trigger") or {}
+    after = trigger.get("after_delivery_seconds")
+    if after is None:
+        return []
+    query = (
+        Order.objects.for_store(journey.store_id)
+        .filter(_live_customer(), delivered_at__gt=window.low, delivered_at__lte=window.high, cancelled_at__isnull=True)
+        .filter(_reachable(journey_channels(journey.definition)))
+        .exclude(_enrolled(journey, TriggerType.ORDER, OuterRef("external_id")))
+    )
+    cooling = _cooling(journey, now)
+    if cooling is not None:
+        query = query.exclude(cooling)
+    latest: dict[int, Candidate] = {}
+    shift = int(after) - _wait(journey)
+    for customer_id, external_id, delivered_at in query.values_list("customer_id", "external_id", "delivered_at"):
+        if customer_id not in latest or delivered_at > latest[customer_id].trigger_at:
+            latest[customer_id] = Candidate(customer_id, TriggerType.ORDER, external_id, delivered_at, shift_seconds=shift)
+    return list(latest.values())
+
+
+def subscriptions(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
+    """People whose e-mail consent became `subscribed` in the window: welcomed once each."""
+    rows = (
+        Consent.objects.for_store(journey.store_id)
+        .filter(channel="email", status=ConsentStatus.SUBSCRIBED, changed_at__gt=window.low, changed_at__lte=window.high,
+                customer__erased_at__isnull=True, customer__merged_into__isnull=True)
+        .exclude(_enrolled(journey, TriggerType.SUBSCRIPTION, "email"))
+        .values_list("customer_id", "changed_at")
+    )
+    return [Candidate(customer_id, TriggerType.SUBSCRIPTION, "email", at) for customer_id, at in rows]
+
+
+def confirmations(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
+    """Double opt-in: people whose e-mail consent is pending confirmation get the confirmation e-mail."""
+    if not (journey.definition.get("trigger") or {}).get("double_opt_in"):
+        return []
+    rows = (
+        Consent.objects.for_store(journey.store_id)
+        .filter(channel="email", status=ConsentStatus.PENDING, changed_at__gt=window.low, changed_at__lte=window.high,
+                customer__erased_at__isnull=True, customer__merged_into__isnull=True)
+        .values_list("customer_id", "changed_at", "change_id")
+    )
+    candidates = [Candidate(c, TriggerType.SUBSCRIPTION, f"{CONFIRM_STEP}:{change}", at) for c, at, change in rows]
+    if not candidates:
+        return []
+    done = set(Enrollment.objects.filter(journey_id=journey.pk, trigger_type=TriggerType.SUBSCRIPTION,
+                                         customer_id__in=[c.customer_id for c in candidates],
+                                         trigger_id__in=[c.trigger_id for c in candidates])
+               .values_list("customer_id", "trigger_id"))
+    return [c for c in candidates if (c.customer_id, c.trigger_id) not in done]
+
+
+def last_orders(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
+    """Win-back: people whose most recent order was placed the set time ago and who bought nothing since."""
+    after = int((journey.definition.get("trigger") or {}).get("after_last_order_seconds") or 0)
+    later = Order.objects.filter(store_id=journey.store_id, customer_id=OuterRef("customer_id"),
+                                 placed_at__gt=OuterRef("placed_at"))
+    rows = (
+        Order.objects.for_store(journey.store_id)
+        .filter(_live_customer(), placed_at__gt=window.low, placed_at__lte=window.high)
+        .exclude(status=OrderStatus.CANCELLED)
+        .exclude(Exists(later))
+        .filter(_reachable(journey_channels(journey.definition)))
+        .exclude(_enrolled(journey, TriggerType.ORDER, OuterRef("external_id")))
+        .values_list("customer_id", "external_id", "placed_at")
+    )
+    shift = after - _wait(journey)
+    return [Candidate(c, TriggerType.ORDER, external_id, at, shift_seconds=shift) for c, external_id, at in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A kind of fact a journey reacts to, and how often and how far back to look for it."""
+
+    name: str
+    find: Callable[[Journey, Window, datetime], list[Candidate]]
+    every: timedelta
+    wait: Callable[[Journey], int]  # seconds between the fact and the trigger moment
+    incremental: bool = True
+
+
+def _after_delivery(journey: Journey) -> int:
+    return int((journey.definition.get("trigger") or {}).get("after_delivery_seconds") or 0)
+
+
+def _after_last_order(journey: Journey) -> int:
+    return int((journey.definition.get("trigger") or {}).get("after_last_order_seconds") or 0)
+
+
+KINDS: dict[str, list[Kind]] = {
+    JourneyKey.ABANDONED_CART: [Kind("carts", carts_abandoned, timedelta(seconds=1), _wait)],
+    JourneyKey.THANK_YOU: [Kind("placed", orders_placed, timedelta(seconds=1), _wait)],
+    # Category delays differ per order: the window is always the whole one.
+    JourneyKey.REVIEW_REQUEST: [Kind("delivered", orders_delivered_for_review, timedelta(seconds=30), _wait,
+                                     incremental=False)],
+    JourneyKey.REFERRAL_REQUEST: [Kind("delivered", orders_delivered_for_referral, timedelta(seconds=30), _after_delivery)],
+    JourneyKey.WELCOME: [Kind("subscribed", subscriptions, timedelta(seconds=2), _wait),
+                         Kind("pending", confirmations, timedelta(seconds=2), lambda j: 0)],
+    JourneyKey.WINBACK: [Kind("last_order", last_orders, timedelta(minutes=1), _after_last_order, incremental=False)],
+}
+
+
+# --- The sweep ----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Seen:
+    ran_at: datetime
+    high: datetime
+    full_at: datetime
+
+
+# Process-local memory of each (database, journey incarnation and version, kind): when it last ran
+# and how far it looked. Losing it (a restart) costs one full look, nothing else.
+_state: dict[tuple, _Seen] = {}
+_state_lock = threading.Lock()
+_settled: dict[tuple, datetime] = {}
+
+
+def _state_key(journey: Journey, kind: Kind) -> tuple:
+    return (connection.alias, connection.settings_dict.get("NAME"), journey.pk, journey.created_at, journey.version,
+            kind.name)
+
+
+def _window(journey: Journey, kind: Kind, now: datetime, full: bool) -> tuple[Window | None, bool]:
+    """What to look at now (None: not due yet), and whether it is a full look."""
+    key = _state_key(journey, kind)
+    with _state_lock:
+        seen = _state.get(key)
+    if seen is not None and now < seen.ran_at:
+        seen = None  # the clock went back (tests): start over
+    if not full and seen is not None and now - seen.ran_at < kind.every:
+        return None, False
+    window = _full_window(journey, now, kind.wait(journey))
+    is_full = full or seen is None or not kind.incremental or now - seen.full_at >= FULL_EVERY
+    if not is_full:
+        window.low = max(window.low, seen.high - OVERLAP)
+    return window, is_full
+
+
+def _remember(journey: Journey, kind: Kind, now: datetime, window: Window, full: bool) -> None:
+    key = _state_key(journey, kind)
+    with _state_lock:
+        previous = _state.get(key)
+        _state[key] = _Seen(ran_at=now, high=window.high,
+                            full_at=now if full or previous is None else previous.full_at)
+
+
+def sweep_state_reset() -> None:
+    """Forget every watermark: the next sweep looks at whole windows (tests, after a restore)."""
+    with _state_lock:
+        _state.clear()
+        _settled.clear()
+        _ensured.clear()
+
+
+def _store_lock(store_id: int) -> bool:
+    if not is_postgres():
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, store_id])
+        return bool(cursor.fetchone()[0])
+
+
+def _store_unlock(store_id: int) -> None:
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, store_id])
+
+
+def triggers_sweep(*, now: datetime | None = None, store: Any = None, full: bool = False) -> int:
+    """Enroll everyone whose trigger moment has come, in every enabled journey; returns enrollments made.
+
+    The worker calls this about every second; each kind of fact decides for itself whether it is
+    due (carts and orders every second, deliveries every 30 s, last orders every minute). `full`
+    looks at every kind's whole window now (tests, and `tertulia journeys sweep`). On PostgreSQL
+    one process sweeps a store at a time; a second one skips it rather than doing the work twice.
+    """
+    moment = now or timezone.now()
+    _defaults_if_due(moment, store)
+    journeys = Journey.objects.filter(enabled=True).order_by("store_id", "id")
+    if store is not None:
+        journeys = journeys.filter(store_id=store if isinstance(store, int) else store.pk)
+    by_store: dict[int, list[Journey]] = {}
+    for journey in journeys:
+        by_store.setdefault(journey.store_id, []).append(journey)
+    total = 0
+    for store_id, store_journeys in by_store.items():
+        if not _store_lock(store_id):
+            continue
+        try:
+            for journey in store_journeys:
+                total += _sweep_journey(journey, moment, full)
+            carts = journeys_has(store_journeys, JourneyKey.ABANDONED_CART)
+            if carts is not None:
+                carts_reschedule(journey=carts, now=moment, full=full)
+            _settle_if_due(store_id, moment, full)
+        finally:
+            _store_unlock(store_id)
+    return total
+
+
+ENSURE_EVERY = timedelta(seconds=30)
+_ensured: dict[tuple, datetime] = {}
+
+
+def _defaults_if_due(now: datetime, store: Any) -> None:
+    """Stores made since the last look get the six default journeys (on), so every store has them.
+
+    Done here rather than in store_create so that creating a store stays a core matter; a new
+    store's journeys exist within ENSURE_EVERY, and `journey_update` and the demo ensure them at once.
+    """
+    from tertulia.core.models import Store
+    from tertulia.journeys.definitions import journeys_ensure_defaults
+
+    key = (connection.alias, connection.settings_dict.get("NAME"), None if store is None else getattr(store, "pk", store))
+    last = _ensured.get(key)
+    if last is not None and last <= now and now - last < ENSURE_EVERY:
+        return
+    _ensured[key] = now
+    stores = Store.objects.exclude(Exists(Journey.objects.filter(store_id=OuterRef("pk"))))
+    if store is not None:
+        stores = stores.filter(pk=getattr(store, "pk", store))
+    for bare in stores:
+        journeys_ensure_defaults(store=bare)
+
+
+def journeys_has(journeys: list[Journey], key: str) -> Journey | None:
+    return next((j for j in journeys if j.key == key), None)
+
+
+def _sweep_journey(journey: Journey, now: datetime, full: bool) -> int:
+    created = 0
+    for kind in KINDS.get(journey.key, []):
+        window, is_full = _window(journey, kind, now, full)
+        if window is None:
+            continue
+        started = time.monotonic()
+        candidates = kind.find(journey, window, now) if window.low < window.high else []
+        if kind.name == "pending":
+            confirm = [{"key": CONFIRM_STEP, "channel": "email", "delay_seconds": 0}]
+            created += enrollments_create(journey=journey, candidates=candidates, now=now, steps=confirm,
+                                          holdout_allowed=False)
+        else:
+            created += enrollments_create(journey=journey, candidates=candidates, now=now)
+        _remember(journey, kind, now, window, is_full)
+        if candidates:
+            log.debug("swept", extra={"journey": journey.key, "kind": kind.name, "candidates": len(candidates),
+                                      "seconds": round(time.monotonic() - started, 4), "full": is_full})
+    return created
+
+
+_RESCHEDULE = Kind("moved", lambda j, w, n: [], timedelta(seconds=1), lambda j: 0)
+
+
+def carts_reschedule(*, journey: Journey, now: datetime, full: bool = False) -> int:
+    """A cart enrolled but active again before anything was sent: its steps move with its new last activity.
+
+    Carts are enrolled a few seconds ahead of their moment, and steps may wait longer than the
+    trigger delay (an A/B test of delays), so a person can come back in between; what is due then
+    counts from their latest activity. Looks only at carts active since the last look.
+    """
+    key = _state_key(journey, _RESCHEDULE)
+    with _state_lock:
+        seen = _state.get(key)
+    if seen is not None and now < seen.ran_at:
+        seen = None
+    if not full and seen is not None and now - seen.ran_at < _RESCHEDULE.every:
+        return 0
+    is_full = full or seen is None or now - seen.full_at >= FULL_EVERY
+    low = now - _lookback(journey) if is_full else max(now - _lookback(journey), seen.high - OVERLAP)
+    active_since = Enrollment.objects.filter(
+        journey_id=journey.pk, customer_id=OuterRef("customer_id"), trigger_type=TriggerType.CART,
+        trigger_id=OuterRef("external_id"), status=EnrollmentStatus.ACTIVE, trigger_at__lt=OuterRef("last_event_at"))
+    carts = {
+        (customer_id, external_id): last
+        for customer_id, external_id, last in Cart.objects.for_store(journey.store_id)
+        .filter(status=CartStatus.OPEN, last_event_at__gt=low, customer__isnull=False)
+        .filter(Exists(active_since))
+        .values_list("customer_id", "external_id", "last_event_at")
+    }
+    _remember(journey, _RESCHEDULE, now, Window(low, now), is_full)
+    if not carts:
+        return 0
+    started = Delivery.objects.filter(enrollment_id=OuterRef("pk")).exclude(
+        status__in=[DeliveryStatus.SCHEDULED, DeliveryStatus.CANCELLED])
+    enrollments = list(
+        Enrollment.objects.for_store(journey.store_id)
+        .filter(journey_id=journey.pk, trigger_type=TriggerType.CART, status=EnrollmentStatus.ACTIVE,
+                customer_id__in=sorted({c for c, _ in carts}), trigger_id__in=sorted({t for _, t in carts}))
+        .exclude(Exists(started))
+        .values_list("id", "customer_id", "trigger_id", "trigger_at")
+    )
+
+    def write() -> int:
+        count = 0
+        for enrollment_id, customer_id, trigger_id, old in enrollments:
+            new = carts.get((customer_id, trigger_id))
+            if new is None or new <= old:
+                continue
+            # Guarded on the old moment: a concurrent sweep that moved it first wins, nothing moves twice.
+            if not Enrollment.objects.filter(pk=enrollment_id, trigger_at=old, status=EnrollmentStatus.ACTIVE).update(
+                    trigger_at=new):
+                continue
+            for delivery_id, due in Delivery.objects.filter(enrollment_id=enrollment_id,
+                                                            status=DeliveryStatus.SCHEDULED).values_list("id", "due_at"):
+                Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.SCHEDULED).update(
+                    due_at=due + (new - old), updated_at=now)
+            count += 1
+        return count
+
+    return atomic_with_retry(write) if enrollments else 0
+
+
+def _settle_if_due(store_id: int, now: datetime, full: bool) -> None:
+    key = (connection.alias, connection.settings_dict.get("NAME"), store_id)
+    last = _settled.get(key)
+    if not full and last is not None and last <= now and now - last < SETTLE_EVERY:
+        return
+    _settled[key] = now
+    enrollments_settle(store_id=store_id, now=now)
+
+
+def enrollments_settle(*, store_id: int, now: datetime, enrollment_ids: list[int] | None = None) -> int:
+    """Complete active enrollments that have nothing left to send (every step sent, failed or skipped)."""
+    pending = Delivery.objects.filter(enrollment_id=OuterRef("pk"),
+                                      status__in=[DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING])
+    query = Enrollment.objects.for_store(store_id).filter(status=EnrollmentStatus.ACTIVE).exclude(Exists(pending))
+    if enrollment_ids is not None:
+        if not enrollment_ids:
+            return 0
+        query = query.filter(pk__in=enrollment_ids)
+    return query.update(status=EnrollmentStatus.COMPLETED, ended_at=now)
+
