@@ -198,6 +198,8 @@ def customer(request: HttpRequest, store: Store, customer_id: int) -> HttpRespon
         raise Http404(_("No such customer in this store."))
     if person.merged_into_id:
         return redirect("dashboard:customer", customer_id=person.merged_into_id)
+    from tertulia.dashboard.views_journeys import timeline_with_deliveries  # the person's messages
+
     return _page(
         request, store, "dashboard/customer.html", "customers",
         customer=person,
@@ -205,5 +207,6 @@ def customer(request: HttpRequest, store: Store, customer_id: int) -> HttpRespon
         consents=selectors.customer_consents(store=store, customer=person),
         carts=selectors.customer_carts(store=store, customer=person)[:20],
         orders=selectors.customer_orders(store=store, customer=person)[:20],
-        timeline=selectors.customer_timeline(store=store, customer=person),
+        timeline=timeline_with_deliveries(store=store, customer=person,
+                                          timeline=selectors.customer_timeline(store=store, customer=person)),
     )
