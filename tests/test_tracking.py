@@ -261,7 +261,7 @@ def test_answer_is_recorded_thanked_and_a_note_can_follow(csrf_client, store, cu
     assert response.status_code == 200
     assert_public(response)
     html = response.content.decode()
-    assert "Gracias por contárnoslo" in html and "el envío (coste o plazo)" in html
+    assert "Gracias por contárnoslo" in html and "El envío (coste o plazo)" in html
     assert '<textarea id="note" name="note"' in html
     delivery.refresh_from_db()
     assert delivery.clicked_at is not None and delivery.opened_at is not None

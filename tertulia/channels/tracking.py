@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from tertulia.channels.models import Delivery
 from tertulia.customers.models import Consent, ConsentStatus
@@ -33,6 +34,14 @@ logger = logging.getLogger(__name__)
 
 # The one-click answers of the abandoned-cart e-mail ("did something stop you?"), in the order shown.
 ANSWER_CHOICES = ("price", "shipping", "payment", "just_looking", "other")
+# How an answer reads to people (the thanks page, the dashboard).
+ANSWER_LABELS = {
+    "price": _("The price"),
+    "shipping": _("Shipping (cost or timing)"),
+    "payment": _("A problem paying"),
+    "just_looking": _("I was just looking"),
+    "other": _("Something else"),
+}
 ANSWER_NOTE_MAX = 1000
 
 # Purposes: a token made for one endpoint is refused by every other.

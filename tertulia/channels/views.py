@@ -101,7 +101,7 @@ def answer(request: HttpRequest, token: str) -> HttpResponse:
     if outcome is None:
         return not_found(request)
     website = outcome.delivery.store.website_url or ""
-    return _page(request, "answer.html", delivery=outcome.delivery, choice=outcome.choice,
+    return _page(request, "answer.html", delivery=outcome.delivery, choice=tracking.ANSWER_LABELS[outcome.choice],
                  noted=bool(note.strip()), note_max=tracking.ANSWER_NOTE_MAX,
                  back_url=website if website.lower().startswith(("https://", "http://")) else "")
 
