@@ -214,6 +214,14 @@ def test_sms_with_discount_code_expiry_and_opt_out_in_the_person_time_zone():
     assert "10% off until Mar 16, 19:30" in english.text and english.text.endswith("Reply STOP to opt out.")
 
 
+def test_sms_without_a_discount_still_reads_well():
+    context = cart_context(discount_code="", discount_percent="", discount_expires_at="")
+    rendered = delivery_render(delivery=delivery(step_key="sms_1", channel="sms"),
+                               templates=default_templates("abandoned_cart", "sms_1"), context=context, language="es")
+    assert rendered.text == (f"Tu tienda: tu cesta te espera: {tracking.tracked_url(7, 0)} "
+                             "Para darte de baja, responde BAJA.")
+
+
 def test_dates_given_as_iso_strings_are_formatted_like_datetimes():
     context = cart_context(discount_expires_at="2025-03-16T18:30:00Z")
     rendered = delivery_render(delivery=delivery(step_key="sms_1", channel="sms"),
