@@ -189,6 +189,12 @@ STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# --- Uploaded media (review photos): under $TERTULIA_HOME/media, served by ugc's photo view ----
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT") or str(TERTULIA_HOME / "media")
+MEDIA_URL = "/media/"
+# Browser origins allowed to call the public community API of every store, beside each store's own.
+TERTULIA_UGC_CORS_ORIGINS = _env_list("TERTULIA_UGC_CORS_ORIGINS")
+
 # --- Security -------------------------------------------------------------------------------
 HTTPS = _env_bool("TERTULIA_HTTPS")
 SESSION_COOKIE_SECURE = HTTPS

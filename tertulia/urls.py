@@ -11,6 +11,7 @@ from tertulia.core.views import healthz, metrics_view
 from tertulia.customers.api import router as customers_router
 from tertulia.events.api import router as events_router
 from tertulia.journeys.api import router as journeys_router
+from tertulia.ugc.api import public_urls
 
 api.add_router("", events_router)
 api.add_router("", catalog_router)
@@ -20,6 +21,7 @@ api.add_router("", journeys_router)
 api.add_router("", deliveries_router)
 
 urlpatterns = [
+    path("api/v1/public/", public_urls()),
     path("api/v1/", api.urls),
     path("webhooks/", include("tertulia.events.webhook_urls")),
     path("webhooks/", include("tertulia.channels.webhook_urls")),
@@ -29,5 +31,6 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("shop/", include("tertulia.ugc.shop_views")),
+    path("", include("tertulia.ugc.urls")),  # /embed/ /feeds/ /widget.js /review/ /ugc/photos/
     path("", include("tertulia.channels.urls")),  # /r/ /o/ /u/ /a/ /c/: links in messages
 ]
