@@ -108,7 +108,11 @@ def test_journey_page_has_figures_and_the_delay_chart(manager, store):
     assert page.count('class="bar-rate"') == 2 and page.count('class="bar-revenue"') == 2
     assert 'data-variant="15m"' in page and 'data-variant="1h"' in page
     assert 'class="baseline"' in page  # the holdout's conversion as a dashed line
-    assert "<script" not in page.split("<svg", 1)[1].split("</svg>", 1)[0]
+    svg = page.split("<svg", 1)[1].split("</svg>", 1)[0]
+    assert "<script" not in svg
+    # Coordinates stay plain numbers in Spanish too (a localised "320,5" breaks the drawing).
+    coordinates = re.findall(r'\b(?:x|y|x1|x2|y1|y2|width|height)="([^"]*)"', svg)
+    assert coordinates and all(re.fullmatch(r"-?\d+(\.\d+)?", value) for value in coordinates), coordinates
 
 
 def test_unknown_or_foreign_journey_is_404(manager, store, other_store):

@@ -54,7 +54,13 @@
     window.clearTimeout(timer);
     timer = window.setTimeout(refresh, 350);
   });
-  form.addEventListener("change", function () {
+  form.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target && /^step-\d+-channel$/.test(target.name || "")) {
+      // Subject and HTML only mean something for e-mail; the fields hide for SMS and DMs.
+      var step = target.closest("fieldset.step");
+      if (step) { step.setAttribute("data-channel", target.value); }
+    }
     window.clearTimeout(timer);
     timer = window.setTimeout(refresh, 50);
   });
