@@ -325,3 +325,27 @@ def test_tokens_survive_a_secret_key_rotation(settings, store, customer):
     assert tracking.token_read(token, purpose=tracking.UNSUBSCRIBE) == (delivery.pk, "")
     settings.SECRET_KEY_FALLBACKS = []
     assert tracking.token_read(token, purpose=tracking.UNSUBSCRIBE) is None
+
+
+# --- Opt-out by reply ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "stops"), [
+    ("BAJA", True), ("baja.", True), ("  Stop ", True), ("Darme de baja", True), ("BÁJA", True), ("STOP SMS", True),
+    ("no pares, me encanta", False), ("stop sending me the wrong size", False), ("", False), ("Gracias", False),
+])
+def test_which_replies_opt_out(body, stops):
+    assert tracking.is_opt_out_reply(body) is stops
+
+
+def test_an_sms_reply_baja_unsubscribes_that_channel(store):
+    person = customer_resolve(store=store, identities=[("phone", "+34600111222"), ("email", "p@example.com")])
+    for channel in ("sms", "email"):
+        consent_record(store=store, customer_id=person.pk, channel=channel, status="subscribed", source="checkout")
+    assert tracking.opt_out_reply_record(store=store, channel="sms", address="+34600111222", body="Gracias") is None
+    assert tracking.opt_out_reply_record(store=store, channel="sms", address="+34699999999", body="BAJA") is None
+    assert tracking.opt_out_reply_record(store=store, channel="sms", address="+34600111222", body="Baja",
+                                         evidence={"message_sid": "SM123"}) == person.pk
+    states = dict(Consent.objects.filter(customer=person).values_list("channel", "status"))
+    assert states == {"sms": "unsubscribed", "email": "subscribed"}
+    change = ConsentChange.objects.filter(customer=person, channel="sms").latest("id")
+    assert change.source == "opt_out_reply" and change.evidence == {"reply": "Baja", "message_sid": "SM123"}

@@ -15,6 +15,8 @@ import hashlib
 import hmac
 import inspect
 import logging
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -132,10 +134,14 @@ def confirm_url(delivery_id: int) -> str:
     return public_url(PATHS[CONFIRM] + _token(CONFIRM, delivery_id))
 
 
+@lru_cache(maxsize=4)
+def _own_prefixes(base: str) -> tuple[str, ...]:
+    return tuple(base.rstrip("/") + path for path in PATHS.values())
+
+
 def is_tracking_url(url: str) -> bool:
     """True for our own endpoints (unsubscribe, answers...), which must not be wrapped in a click redirect."""
-    base = settings.TERTULIA_PUBLIC_URL.rstrip("/")
-    return any(url.startswith(base + path) for path in PATHS.values())
+    return url.startswith(_own_prefixes(settings.TERTULIA_PUBLIC_URL))
 
 
 def utm_add(url: str, *, channel: str, journey_key: str, step_key: str, variant: str = "") -> str:
@@ -313,3 +319,49 @@ def confirmation_record(*, delivery: Delivery, user_agent: str = "", now: dateti
         if confirmed is not None:
             confirmed(store=delivery.store, customer_id=delivery.customer_id)
     return ConsentStatus.SUBSCRIBED
+
+
+# --- Opt-out by reply (SMS, DMs) --------------------------------------------------------------------------
+
+# The words that end SMS and DMs when a reply is nothing else (what `opt_out` tells people to send, plus the
+# carriers' usual English set). Matched on the whole reply so "no pares, me encanta" stops nothing.
+OPT_OUT_WORDS = frozenset({"BAJA", "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "CANCELAR",
+                           "DARSE DE BAJA", "DAME DE BAJA", "DARME DE BAJA", "BAJA SMS", "STOP SMS"})
+_REPLY_NOISE = re.compile(r"[^A-Z ]+")
+
+
+def is_opt_out_reply(body: str) -> bool:
+    plain = unicodedata.normalize("NFKD", body or "").encode("ascii", "ignore").decode().upper()
+    words = " ".join(_REPLY_NOISE.sub(" ", plain).split())
+    return words in OPT_OUT_WORDS
+
+
+def opt_out_reply_record(*, store, channel: str, address: str, body: str, evidence: dict | None = None,
+                         now: datetime | None = None) -> int | None:
+    """An inbound SMS or DM: when it says BAJA/STOP, withdraw consent on that channel and end the journeys.
+
+    For the inbound webhooks (Twilio's incoming message, a Mastodon reply). `address` is the sender as the
+    identity ledger keeps it (E.164 phone, or handle). Answers the customer id unsubscribed, or None.
+    """
+    from tertulia.customers.models import Identity
+    from tertulia.customers.services import consent_record
+
+    if channel not in ("sms", "social_dm") or not is_opt_out_reply(body):
+        return None
+    kinds = ["phone"] if channel == "sms" else ["mastodon", "bluesky", "x", "instagram", "facebook", "tiktok"]
+    value = address.strip() if channel == "sms" else address.strip().lower().lstrip("@")
+    customer_id = (Identity.objects.for_store(store).filter(kind__in=kinds, value=value)
+                   .values_list("customer_id", flat=True).first())
+    if customer_id is None:
+        return None
+    with transaction.atomic():
+        current = (Consent.objects.for_store(store).filter(customer_id=customer_id, channel=channel)
+                   .values_list("status", flat=True).first())
+        if current != ConsentStatus.UNSUBSCRIBED:
+            consent_record(store=store, customer_id=customer_id, channel=channel, status=ConsentStatus.UNSUBSCRIBED,
+                           source="opt_out_reply", occurred_at=now or timezone.now(),
+                           evidence={"reply": (body or "")[:160], **(evidence or {})})
+        exit_ = _engine("enrollments_exit")
+        if exit_ is not None:
+            exit_(store=store, customer_id=customer_id, reason="unsubscribed")
+    return customer_id
