@@ -196,7 +196,8 @@ def _project(store: Store, events: list[ValidEvent]) -> None:
     if placed:
         orders_place(store=store, orders=placed)
         if any(o.discount_codes for o in placed):
-            from tertulia.journeys.codes import orders_codes_redeem  # journeys builds on commerce, not the reverse
+            # Imported here: journeys builds on events and commerce, not the other way round.
+            from tertulia.journeys.codes import orders_codes_redeem
 
             orders_codes_redeem(store=store, order_ids={o.order_id for o in placed if o.discount_codes})
     moments = [
