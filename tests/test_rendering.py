@@ -218,7 +218,7 @@ def test_sms_without_a_discount_still_reads_well():
     context = cart_context(discount_code="", discount_percent="", discount_expires_at="")
     rendered = delivery_render(delivery=delivery(step_key="sms_1", channel="sms"),
                                templates=default_templates("abandoned_cart", "sms_1"), context=context, language="es")
-    assert rendered.text == (f"Tu tienda: tu cesta te espera: {tracking.tracked_url(7, 0)} "
+    assert rendered.text == (f"La Alacena: tu cesta te espera: {tracking.tracked_url(7, 0)} "
                              "Para darte de baja, responde BAJA.")
 
 

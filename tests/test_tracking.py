@@ -175,7 +175,7 @@ def test_unsubscribe_page_asks_in_the_message_language_and_changes_nothing(clien
     assert_public(response)
     html = response.content.decode()
     assert '<html lang="es">' in html and "¿Dejar de recibir nuestros correos?" in html
-    assert "l•••@example.com" in html and "lucia@example.com" not in html
+    assert "Enviado a l•••@example.com" in html and "lucia@example.com" not in html
     assert 'name="List-Unsubscribe" value="One-Click"' in html
     assert Consent.objects.get(customer=customer, channel="email").status == "subscribed"
 

@@ -505,7 +505,7 @@ def _layout_source() -> str:
     return (_TEMPLATES_DIR / "_layout.html").read_text(encoding="utf-8")
 
 
-def _html_document(fragment: str, *, subject: str, language: str, pixel_url: str) -> str:
+def _html_document(fragment: str, *, subject: str, language: str, pixel_url: str, store_name: str = "") -> str:
     """Wrap an HTML body in the shared layout; a full document brought by the store only gets the pixel."""
     pixel = (f'<img src="{pixel_url}" width="1" height="1" alt="" '
              'style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">') if pixel_url else ""
@@ -514,6 +514,7 @@ def _html_document(fragment: str, *, subject: str, language: str, pixel_url: str
         closing = fragment.lower().rfind("</body>")
         return fragment[:closing] + pixel + fragment[closing:] if closing >= 0 else fragment + pixel
     context = Context({"content": mark_safe(fragment), "subject": subject, "language": language,  # noqa: S308 - rendered with autoescape
+                       "store_name": store_name,
                        "pixel": mark_safe(pixel)}, autoescape=True)  # noqa: S308 - our own markup, URL is ours
     return _compiled(_layout_source(), True).render(context)
 
@@ -552,7 +553,8 @@ def delivery_render(*, delivery: Any, templates: Mapping[str, Mapping[str, str]]
         if channel == "email" and parts.get("html"):
             fragment = links.in_html(_compiled(parts["html"], True).render(Context(values, autoescape=True)))
             pixel = tracking.open_pixel_url(delivery_id) if track else ""
-            html = _html_document(fragment, subject=subject, language=lang, pixel_url=pixel)
+            html = _html_document(fragment, subject=subject, language=lang, pixel_url=pixel,
+                                  store_name=str(values.get("store_name") or ""))
 
     headers: dict[str, str] = {}
     if channel == "email":
@@ -601,7 +603,7 @@ def preview_context(*, journey_key: str, language: str, store: Any = None, produ
     total = sum((Decimal(price) * qty for _, _, qty, price, _, _ in rows), Decimal("0"))
     return {
         "first_name": "Emma" if language == "en" else "Lucía",
-        "store_name": getattr(store, "name", "") or ("Your shop" if language == "en" else "Tu tienda"),
+        "store_name": getattr(store, "name", "") or "La Alacena",
         "store_url": store_url,
         "items": items,
         "cart_total": str(total),
