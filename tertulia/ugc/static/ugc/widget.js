@@ -413,7 +413,7 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
         const v = Number((group.querySelector("input:checked") || {}).value || 0);
         group.querySelectorAll(".rate label").forEach((l, i) => l.classList.toggle("on", i < v));
       });
-      const form = h("form", { id: nextId("wf"), hidden: true, novalidate: true, "aria-label": this.t("write") },
+      const form = h("form", { id: nextId("wf"), class: "write", hidden: true, novalidate: true, "aria-label": this.t("write") },
         group,
         this.field("text", "title", this.t("title"), { maxlength: 200, required: true, autocomplete: "off" }),
         this.field("textarea", "text", this.t("text"), { maxlength: 5000, required: true }),
@@ -427,7 +427,7 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
     }
 
     buildQuestionForm() {
-      const form = h("form", { id: nextId("qf"), hidden: true, novalidate: true, "aria-label": this.t("ask") },
+      const form = h("form", { id: nextId("qf"), class: "ask", hidden: true, novalidate: true, "aria-label": this.t("ask") },
         this.field("textarea", "text", this.t("question"), { maxlength: 2000, required: true }),
         this.field("text", "display_name", this.t("name"), { maxlength: 80, autocomplete: "nickname" }, this.t("nameHint")),
         this.field("email", "email", this.t("email"), { maxlength: 254, autocomplete: "email" }),

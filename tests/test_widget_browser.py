@@ -1,0 +1,273 @@
+"""The reviews widget and the moderation queue in a real browser, against the real app on a live server.
+
+- Hostile reviews (`<script>`, `onerror=`, `javascript:` in title, text and name) never run, in the
+  widget or in the queue, and show as the literal text they are.
+- The walk: a verified buyer writes a review through the signed review link, sees it held with its
+  reason, a moderator approves it in the queue with the keyboard, and it shows in the widget with
+  the verified badge.
+- The review form can be filled and sent with the keyboard only.
+
+Drives /usr/bin/chromium headless through Playwright; skipped where either is missing.
+"""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("no Chromium at /usr/bin/chromium", allow_module_level=True)
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.cache import cache  # noqa: E402
+
+from tertulia.commerce.models import Order  # noqa: E402
+from tertulia.core.services import membership_grant, store_create  # noqa: E402
+from tertulia.dashboard import views_moderation  # noqa: E402
+from tertulia.events.services import events_ingest  # noqa: E402
+from tertulia.journeys.links import review_token_make  # noqa: E402
+
+if views_moderation.moderation_queue is None or views_moderation.content_decide is None:
+    pytest.skip("ugc's moderation_queue/content_decide are not in this build", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+PASSWORD = "a-long-staff-password"
+SKU = "CAFE-1KG"
+
+# Each payload sets window.__pwned and opens a dialog if it ever runs.
+PAYLOADS = [
+    {"title": "<script>window.__pwned=1;alert('t')</script>",
+     "text": "Buen café <script>window.__pwned=2;alert('x')</script> de verdad, muy aromático",
+     "name": "<script>window.__pwned=3</script>"},
+    {"title": "<img src=x onerror=\"window.__pwned=4;alert(1)\">",
+     "text": "Tostado medio <img src=x onerror=\"window.__pwned=5;alert(2)\"> y buen aroma para el desayuno",
+     "name": "<svg onload=\"window.__pwned=6\">"},
+    {"title": "<a href=\"javascript:window.__pwned=7\">clic</a>",
+     "text": "El café llegó bien. javascript:window.__pwned=8 <a href=\"javascript:alert(3)\">mira</a>",
+     "name": "javascript:alert(4)"},
+]
+
+
+def _hold_for_people(store) -> None:
+    """Make the store's policy send every submission to a person, so the queue has something to decide."""
+    try:
+        from tertulia.moderation.services import policy_update
+    except ImportError:
+        pytest.skip("the moderation app's policy_update is not in this build")
+    policy_update(store=store, changes={"premoderate": True}, user=None)
+
+
+@pytest.fixture
+def shop(transactional_db, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()  # rate-limit windows and cached reviews outlive a test's database
+    store = store_create(slug="cafeteria", name="Cafetería La Tertulia")
+    moment = datetime.now(UTC) - timedelta(days=10)
+    events = [
+        {"id": "p1", "type": "product_upserted", "occurred_at": moment.isoformat(),
+         "data": {"sku": SKU, "title": "Café de Colombia en grano 1 kg", "price": "24.50", "currency": "EUR",
+                  "description": "Tueste medio, notas de chocolate."}},
+        {"id": "o1", "type": "order_placed", "occurred_at": (moment + timedelta(hours=1)).isoformat(),
+         "data": {"order_id": "A-100", "customer": {"email": "ana@example.com", "first_name": "Ana"},
+                  "items": [{"sku": SKU, "quantity": 1, "price": "24.50"}], "total": "24.50", "currency": "EUR"}},
+        {"id": "o1-d", "type": "order_delivered", "occurred_at": (moment + timedelta(days=3)).isoformat(),
+         "data": {"order_id": "A-100"}},
+    ]
+    assert events_ingest(store=store, events=events).accepted == len(events)
+    user = get_user_model().objects.create_user("moderadora", "mod@example.com", PASSWORD)
+    membership_grant(store=store, user=user, role="moderator")
+    order = Order.objects.for_store(store).get(external_id="A-100")
+    token = review_token_make(store_id=store.pk, order_id=order.pk, customer_id=order.customer_id)
+    yield {"store": store, "token": token}
+    cache.clear()
+
+
+@pytest.fixture
+def premoderated(shop):
+    _hold_for_people(shop["store"])
+    return shop
+
+
+@pytest.fixture
+def browser(live_server, shop, monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM is only used outside it.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser, locale="es-ES"):
+    context = browser.new_context(locale=locale, viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.dialogs = []
+    page.errors = []
+
+    def on_dialog(dialog):
+        page.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.add_init_script("window.__pwned = 0;")
+    return page
+
+
+def assert_nothing_ran(page):
+    assert page.evaluate("window.__pwned") == 0
+    assert page.dialogs == []
+
+
+def write_review(page, *, rating: int, title: str, text: str, name: str):
+    widget = page.locator("tertulia-reviews")
+    widget.get_by_role("button", name="Escribe una opinión").click()
+    form = widget.locator("form.write")
+    form.locator(".rate label").nth(rating - 1).click()  # the stars are the labels of hidden radios
+    form.locator("input[name=title]").fill(title)
+    form.locator("textarea[name=text]").fill(text)
+    form.locator("input[name=display_name]").fill(name)
+    widget.get_by_role("button", name="Enviar opinión").click()
+
+
+def sign_in(page, base_url):
+    page.goto(f"{base_url}/app/moderation/")
+    page.fill("#id_username", "moderadora")
+    page.fill("#id_password", PASSWORD)
+    page.click("form.stack button[type=submit]")
+    sync_api.expect(page.locator("h1")).to_have_text("Moderación")
+
+
+def test_hostile_reviews_never_run_in_the_widget_or_the_queue(browser, live_server, premoderated):
+    expect = sync_api.expect
+    shopper = new_page(browser)
+    shopper.goto(f"{live_server.url}/shop/cafeteria/{SKU}/")
+    widget = shopper.locator("tertulia-reviews")
+    expect(widget.locator("h2").first).to_have_text("Opiniones")
+    for payload in PAYLOADS:
+        write_review(shopper, rating=4, **payload)
+        expect(widget.locator(".msg.hold")).to_be_visible()
+        expect(widget.locator(".msg.hold")).to_be_focused()
+        shopper.evaluate("localStorage.clear()")  # a new device each time, as three people would be
+        assert_nothing_ran(shopper)
+
+    # The queue shows every payload as text; nothing in it became an element.
+    staff = new_page(browser)
+    sign_in(staff, live_server.url)
+    items = staff.locator(".mod-item")
+    expect(items).to_have_count(len(PAYLOADS))
+    page_text = staff.locator(".mod-list").inner_text()
+    for payload in PAYLOADS:
+        assert payload["title"] in page_text
+        assert payload["name"] in page_text
+    assert "<script>window.__pwned=2;alert('x')</script>" in page_text
+    assert staff.locator(".mod-list script, .mod-list img, .mod-list svg, .mod-list a").count() == 0
+    assert_nothing_ran(staff)
+
+    # Approve them all with the bulk controls; the widget then shows them literally too.
+    staff.check("[data-select-all]")
+    staff.get_by_role("button", name="Aprobar selección").click()
+    expect(staff.locator("#mod-status")).to_contain_text("3 elementos aprobados")
+    expect(items).to_have_count(0)
+    assert_nothing_ran(staff)
+
+    shopper.reload()
+    reviews = widget.locator(".rv")
+    expect(reviews).to_have_count(len(PAYLOADS))
+    shown = widget.locator(".list").inner_text()
+    for payload in PAYLOADS:
+        assert payload["title"] in shown
+        assert payload["name"] in shown
+        assert payload["text"] in shown
+    # Nothing but our own elements: no script, svg or image from content, no javascript: link.
+    assert widget.locator(".list script, .list svg, .list img, .list a").count() == 0
+    assert shopper.locator("script").count() == 1  # the page's own widget.js only
+    assert_nothing_ran(shopper)
+    assert shopper.errors == [] and staff.errors == []
+
+
+def test_the_walk_held_approved_by_keyboard_then_shown_verified(browser, live_server, premoderated):
+    shop = premoderated
+    expect = sync_api.expect
+    shopper = new_page(browser)
+    shopper.goto(f"{live_server.url}/shop/cafeteria/{SKU}/?token={shop['token']}")
+    widget = shopper.locator("tertulia-reviews")
+    expect(widget.locator(".list")).to_contain_text("Todavía no hay opiniones")
+    write_review(shopper, rating=5, title="El mejor café del barrio",
+                 text="Lo compré para casa y repetiré: aroma intenso, tueste medio y llegó en dos días.",
+                 name="Ana")
+    result = widget.locator(".msg.hold")
+    expect(result).to_be_visible()
+    expect(result).to_contain_text("¡Gracias!")  # the server's own message, in Spanish
+    expect(widget.locator(".rv")).to_have_count(0)  # not shown while it waits
+
+    staff = new_page(browser)
+    sign_in(staff, live_server.url)
+    item = staff.locator(".mod-item")
+    expect(item).to_have_count(1)
+    expect(item).to_contain_text("El mejor café del barrio")
+    expect(item).to_contain_text("Compra verificada")
+    staff.locator("body").press("?")
+    expect(staff.locator("#mod-help")).to_be_visible()
+    staff.keyboard.press("Escape")
+    expect(staff.locator("#mod-help")).to_be_hidden()
+    staff.keyboard.press("j")
+    expect(item).to_be_focused()
+    staff.keyboard.press("a")
+    expect(staff.locator("#mod-status")).to_contain_text("1 elemento aprobado")
+    expect(item).to_have_count(0)
+
+    shopper.reload()
+    review = widget.locator(".rv")
+    expect(review).to_have_count(1)
+    expect(review).to_contain_text("El mejor café del barrio")
+    expect(review.locator(".badge")).to_have_text("✓ Compra verificada")
+    expect(widget.locator(".sum")).to_contain_text("1 opinión")
+    assert shopper.errors == [] and staff.errors == []
+
+
+def test_review_form_works_with_the_keyboard_only(browser, live_server, shop):
+    expect = sync_api.expect
+    page = new_page(browser, locale="en-GB")
+    page.goto(f"{live_server.url}/shop/cafeteria/{SKU}/?lang=en")
+    widget = page.locator("tertulia-reviews")
+    write = widget.get_by_role("button", name="Write a review")
+    expect(write).to_be_visible()
+    for _ in range(40):  # Tab through the page until the button has focus
+        page.keyboard.press("Tab")
+        if write.evaluate("b => b.getRootNode().activeElement === b"):
+            break
+    else:
+        pytest.fail("Write a review is not reachable with Tab")
+    page.keyboard.press("Enter")
+    first_star = widget.locator("input[name=rating][value='1']")
+    expect(first_star).to_be_focused()
+    page.keyboard.press("Space")
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    expect(widget.locator("input[name=rating][value='4']")).to_be_checked()
+    page.keyboard.press("Tab")
+    page.keyboard.type("Good beans")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Medium roast, chocolate notes, arrived quickly and well packed.")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Sam")
+    page.keyboard.press("Tab")  # e-mail, left empty
+    page.keyboard.press("Tab")  # photos, none
+    page.keyboard.press("Tab")
+    expect(widget.get_by_role("button", name="Send review")).to_be_focused()
+    page.keyboard.press("Enter")
+    result = widget.locator(".msg.ok, .msg.hold")  # published or held: the policy decides, not the keyboard
+    expect(result).to_be_visible()
+    expect(result).to_be_focused()
+    expect(widget.locator("form.write")).to_be_hidden()
+    # The write button says the form is closed again.
+    expect(write).to_have_attribute("aria-expanded", "false")
+    assert page.errors == []
