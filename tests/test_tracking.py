@@ -1,5 +1,6 @@
 """The public endpoints behind links in messages, through real HTTP: click, open, unsubscribe, answer, confirm."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -143,6 +144,26 @@ def test_head_requests_from_link_scanners_do_not_count(client, store, customer):
     assert response.status_code == 200
     delivery.refresh_from_db()
     assert delivery.clicked_at is None and delivery.opened_at is None
+
+
+def test_every_link_in_a_rendered_message_leads_where_the_store_said(client, store, customer):
+    from tertulia.journeys.rendering import default_templates, delivery_render, preview_context
+
+    delivery = make_delivery(store, customer, links=[])
+    context = preview_context(journey_key="abandoned_cart", language="es", store=store)
+    rendered = delivery_render(delivery=delivery, templates=default_templates("abandoned_cart", "email_1"),
+                               context=context, language="es")
+    Delivery.objects.filter(pk=delivery.pk).update(links=rendered.links)  # what the dispatcher stores
+    followed = set()
+    for url in re.findall(r"https?://\S+", rendered.text) + re.findall(r'href="([^"]+)"', rendered.html):
+        if "/r/" not in url:
+            continue
+        response = client.get(path_of(url))
+        assert response.status_code == 302
+        followed.add(response["Location"].split("?utm_source=")[0])
+    assert followed == set(rendered.links) and context["recovery_url"] in followed
+    pixel = re.search(r'src="([^"]+/o/[^"]+)"', rendered.html).group(1)
+    assert client.get(path_of(pixel)).status_code == 200
 
 
 # --- Open pixel ---------------------------------------------------------------------------------------
