@@ -236,7 +236,7 @@ def _not_modified(etag: str) -> HttpResponse:
 def versioned_response(request: HttpRequest, state: ProductState, kind: str, params: tuple,
                        build: Callable[[], dict]) -> HttpResponse:
     """Answer from the server cache, keyed (like the ETag) by everything the body depends on."""
-    key = "\x1f".join(map(str, (kind, state.store_id, state.product_id, state.version, state.updated_at.timestamp(),
+    key = "\x1f".join(map(str, (kind, state.store_id, state.product_id, state.version, state.updated_at,
                                 _base_url(request), *params)))
     digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
     etag = f'"{digest}"'

@@ -102,7 +102,7 @@ def embed(request: HttpRequest, store: str, sku: str) -> HttpResponse:
         return HttpResponse(_("There is no such product."), status=404, content_type="text/plain; charset=utf-8")
     store_row = Store.objects.only("id", "slug", "name", "language").get(pk=state.store_id)
     language = _language(request, store_row.language)
-    key = "\x1f".join(map(str, ("embed", state.product_id, state.version, state.updated_at.timestamp(), language,
+    key = "\x1f".join(map(str, ("embed", state.product_id, state.version, state.updated_at, language,
                                 _base_url(request))))
     digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
     etag = f'"{digest}"'
