@@ -29,13 +29,14 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from tertulia.channels.base import (
@@ -152,35 +153,38 @@ def _claim_and_decide(*, worker: str, batch_size: int, moment: datetime, lease: 
         # Idle polls stay read-only, so an idle dispatcher never takes SQLite's write lock.
         return [], {}
     lock_sql = " FOR UPDATE SKIP LOCKED" if is_postgres() else ""
+    sqlite = not is_postgres()
+    fields = _loaded_fields()
     sql = (
         f"UPDATE {TABLE} SET status = %s, claimed_by = %s, lease_expires_at = %s, updated_at = %s "  # noqa: S608 - fixed identifiers
         f"WHERE id IN (SELECT id FROM {TABLE} WHERE status = %s AND due_at <= %s "
-        f"ORDER BY due_at, id LIMIT %s{lock_sql}) RETURNING id, store_id"
+        f"ORDER BY due_at, id LIMIT %s{lock_sql}) RETURNING {', '.join(f.column for f in fields)}"
     )
-    params = [_SENDING, worker, db_datetime(moment + timedelta(seconds=lease)), db_datetime(moment),
-              DeliveryStatus.SCHEDULED.value, db_datetime(moment), batch_size]
+    params = [_SENDING, worker, db_datetime(moment + timedelta(seconds=lease), sqlite=sqlite),
+              db_datetime(moment, sqlite=sqlite), DeliveryStatus.SCHEDULED.value, db_datetime(moment, sqlite=sqlite),
+              batch_size]
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             claimed = cursor.fetchall()
         if not claimed:
             return [], {}
+        deliveries = sorted((_delivery_from_row(fields, row) for row in claimed), key=lambda d: (d.due_at, d.pk))
         if is_postgres():
             with connection.cursor() as cursor:
-                for store_id in sorted({row[1] for row in claimed}):
+                for store_id in sorted({d.store_id for d in deliveries}):
                     cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, store_id])
-        deliveries = list(Delivery.objects.filter(pk__in=[row[0] for row in claimed]).order_by("due_at", "id"))
         verdicts = rules_evaluate(deliveries=deliveries, now=moment)
-        stamp = db_datetime(moment)
+        stamp = db_datetime(moment, sqlite=sqlite)
         rows = []
         going = []
         for delivery in deliveries:
             verdict = verdicts[delivery.pk]
             if verdict.action == SKIP:
-                rows.append((delivery.pk, DeliveryStatus.SKIPPED.value, db_datetime(delivery.due_at), None, "", None,
+                rows.append((delivery.pk, DeliveryStatus.SKIPPED.value, db_datetime(delivery.due_at, sqlite=sqlite), None, "", None,
                              verdict.reason, verdict.detail, stamp))
             elif verdict.action == POSTPONE:
-                rows.append((delivery.pk, DeliveryStatus.SCHEDULED.value, db_datetime(verdict.due_at), None, "",
+                rows.append((delivery.pk, DeliveryStatus.SCHEDULED.value, db_datetime(verdict.due_at, sqlite=sqlite), None, "",
                              None, verdict.reason, verdict.detail, stamp))
             else:
                 going.append(delivery.pk)
@@ -192,6 +196,39 @@ def _claim_and_decide(*, worker: str, batch_size: int, moment: datetime, lease: 
         _update_ids(f"UPDATE {TABLE} SET attempts = attempts + 1, sent_at = %s WHERE id IN ({{ids}})",  # noqa: S608
                     [stamp], going)
     return deliveries, verdicts
+
+
+_FIELDS: list = []
+_KINDS: list[tuple[str, str]] = []  # (attname, "dt" | "json" | "") per concrete field, in column order
+
+
+def _loaded_fields() -> list:
+    if not _FIELDS:
+        _FIELDS.extend(Delivery._meta.concrete_fields)
+        _KINDS.extend((f.attname, {"DateTimeField": "dt", "JSONField": "json"}.get(f.get_internal_type(), ""))
+                      for f in _FIELDS)
+    return _FIELDS
+
+
+def _delivery_from_row(fields: list, row: Sequence[Any]) -> Delivery:
+    """A Delivery from a RETURNING row, built directly: the ORM's own read costs as much as the rest of the claim."""
+    data = {}
+    for (attname, kind), value in zip(_KINDS, row, strict=True):
+        if value is not None and kind:
+            if kind == "dt":
+                if not isinstance(value, datetime):
+                    value = datetime.fromisoformat(value)
+                if value.tzinfo is None:
+                    value = value.replace(tzinfo=UTC)
+            elif isinstance(value, str | bytes):
+                value = orjson.loads(value)
+        data[attname] = value
+    delivery = Delivery.__new__(Delivery)
+    delivery._state = ModelState()
+    delivery._state.adding = False
+    delivery._state.db = connection.alias
+    delivery.__dict__.update(data)
+    return delivery
 
 
 def _due_exists(moment: datetime) -> bool:
@@ -363,7 +400,8 @@ _RECORD_COLUMNS = ["status", "due_at", "sent_at", "claimed_by", "lease_expires_a
 
 
 def _record(outcomes: list[_Outcome], *, worker: str, moment: datetime, fixed_now: datetime | None) -> None:
-    stamp = db_datetime(fixed_now or timezone.now())
+    sqlite = not is_postgres()
+    stamp = db_datetime(fixed_now or timezone.now(), sqlite=sqlite)
     rows = []
     attempts = []
     for outcome in outcomes:
@@ -373,8 +411,8 @@ def _record(outcomes: list[_Outcome], *, worker: str, moment: datetime, fixed_no
         sent = outcome.status == DeliveryStatus.SENT.value
         result = outcome.result
         rows.append((
-            delivery.pk, outcome.status, db_datetime(delivery.due_at),
-            db_datetime(delivery.sent_at) if sent else None,
+            delivery.pk, outcome.status, db_datetime(delivery.due_at, sqlite=sqlite),
+            db_datetime(delivery.sent_at, sqlite=sqlite) if sent else None,
             worker if sent else "", None, "" if sent else outcome.reason, "" if sent else outcome.detail,
             outcome.provider[:32], (result.provider_message_id if result else "")[:200],
             (result.provider_status if result else "")[:32], delivery.to_address[:320], delivery.subject[:300],
@@ -383,8 +421,8 @@ def _record(outcomes: list[_Outcome], *, worker: str, moment: datetime, fixed_no
         ))
         if outcome.attempted:
             attempts.append((
-                delivery.store_id, delivery.pk, delivery.attempts, db_datetime(outcome.started_at),
-                db_datetime(outcome.finished_at), outcome.attempt_outcome, outcome.provider[:32],
+                delivery.store_id, delivery.pk, delivery.attempts, db_datetime(outcome.started_at, sqlite=sqlite),
+                db_datetime(outcome.finished_at, sqlite=sqlite), outcome.attempt_outcome, outcome.provider[:32],
                 orjson.dumps(_jsonable(outcome.response)).decode(), outcome.error,
             ))
 
