@@ -294,6 +294,10 @@ def test_answer_is_recorded_thanked_and_a_note_can_follow(csrf_client, store, cu
     assert noted.status_code == 200
     assert "Tenemos tu nota" in noted.content.decode()
     assert "<textarea" not in noted.content.decode()
+    if engine("enrollment_answer") is not None:
+        enrollment.refresh_from_db()
+        assert enrollment.answer == "shipping" and enrollment.status == "exited"
+        assert enrollment.context["answer_note"] == "El envío a Canarias <b>carísimo</b>"
 
 
 def test_answer_tokens_are_checked(client, store, customer, enrollment):
