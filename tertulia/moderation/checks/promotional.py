@@ -1,0 +1,39 @@
+"""Promotional content: links, contact details offered, coupon codes, follow-me and subscribe requests, ads.
+
+A link to the store's own site (the policy's allowed domains) is not promotion. The spam classifier
+(trained on the YouTube spam collection and the project's labelled set) adds evidence; on its own it
+can only hold a text for a person.
+"""
+
+from tertulia.moderation import codes
+from tertulia.moderation.checks import Analysis, CheckContext, combine
+from tertulia.moderation.checks.abuse import _classifier_score
+from tertulia.moderation.checks.contacts import SHORTENERS
+from tertulia.moderation.items import CheckResult
+from tertulia.moderation.lexicon import lexicon
+
+
+def check_promotional(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
+    lex = lexicon()
+    found = a.contacts(ctx)
+    scores: list[float] = []
+    evidence: list[str] = []
+    if found.urls:
+        shortened = any(s in url.lower() for url in found.urls for s in SHORTENERS)
+        scores.append(0.85 if shortened else 0.75 if len(found.urls) > 1 else 0.6)
+        evidence.extend(found.urls[:4])
+    for weight, matched in lex.patterns["promo_patterns"].search(a.text, a.token_set):
+        scores.append(weight)
+        evidence.append(matched)
+    if found.any_contact:
+        offers = lex.patterns["contact_offer_patterns"].search(a.text, a.token_set)
+        scores.append(0.85 if offers else 0.4)
+        evidence.extend(m for _, m in offers[:2])
+    model_scores = a.model_scores(ctx.spam_model)
+    if model_scores:
+        probability = model_scores.get("promotional", 0.0)
+        learned = _classifier_score(probability)
+        if learned > 0:
+            scores.append(learned)
+            evidence.append(f"classifier {probability:.2f}")
+    return [CheckResult(codes.PROMOTIONAL, combine(scores), list(dict.fromkeys(evidence))[:8])]
