@@ -187,3 +187,30 @@ def settings_override(settings):
     settings.TERTULIA_CHANNEL_ADAPTERS = {"email": "dispatch_doubles.RecordingAdapter",
                                           "sms": "dispatch_doubles.RecordingAdapter"}
     return settings
+
+
+def test_the_journey_path_is_exercised_too(db, settings_override):
+    """The same steps reach journey messages: an abandoned cart gets its e-mail, and after an unsubscribe nothing."""
+    with transaction.atomic():
+        store = store_create(slug="prop-journey", name="Propiedad")
+        from tertulia.journeys.definitions import journeys_ensure_defaults
+
+        journeys_ensure_defaults(store=store)
+        world = World(store)
+        RecordingAdapter.reset()
+        RecordingAdapter.on_send = world.check_send
+        try:
+            for step in [("consent", 0, "email", "subscribed"), ("consent", 1, "email", "subscribed"),
+                         ("cart", 0, 1), ("cart", 1, 1), ("wait", 1800), ("dispatch",)]:
+                apply(world, step)
+            journey_sends = [m for m in RecordingAdapter.sent if "/r/" in m.text or "/u/" in m.text]
+            assert len(journey_sends) == 2, [m.subject for m in RecordingAdapter.sent]
+            for step in [("unsubscribe_link", 0, "email"), ("cart", 0, 2), ("wait", 3600 * 25), ("dispatch",),
+                         ("wait", 3600 * 25), ("dispatch",)]:
+                apply(world, step)
+            assert not world.violations
+            assert {Delivery.objects.get(pk=m.delivery_id).customer_id for m in RecordingAdapter.sent} \
+                == {world.ids[0], world.ids[1]}
+        finally:
+            RecordingAdapter.reset()
+            transaction.set_rollback(True)
