@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tertulia.channels import tracking
 from tertulia.channels.models import Delivery
@@ -214,6 +216,16 @@ def test_sms_with_discount_code_expiry_and_opt_out_in_the_person_time_zone():
     assert "10% off until Mar 16, 19:30" in english.text and english.text.endswith("Reply STOP to opt out.")
 
 
+def test_the_sms_step_as_an_e_mail_without_a_discount_code():
+    context = cart_context(discount_code="", discount_percent="", discount_expires_at="")
+    rendered = delivery_render(delivery=delivery(step_key="sms_1"), templates=default_templates("abandoned_cart", "sms_1",
+                                                                                                "email"),
+                               context=context, language="es")
+    assert rendered.subject == "Tu cesta te sigue esperando"
+    assert "Tu cesta en La Alacena sigue esperándote." in rendered.text and "código" not in rendered.text
+    assert "código" not in rendered.html and "% de descuento" not in rendered.html
+
+
 def test_sms_without_a_discount_still_reads_well():
     context = cart_context(discount_code="", discount_percent="", discount_expires_at="")
     rendered = delivery_render(delivery=delivery(step_key="sms_1", channel="sms"),
@@ -304,6 +316,27 @@ def test_hostile_names_and_products_are_escaped_in_html():
     assert 'https://t.example/"onmouseover="x' in rendered.links
     # Plain text is not HTML: the name stays as written, and nothing there is executable.
     assert f"Hola {HOSTILE}:" in rendered.text
+
+
+_BASELINE = {}
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.text(max_size=40), product=st.text(max_size=40))
+def test_no_name_or_product_title_adds_markup(name, product):
+    """Whatever a shopper calls themselves or a store calls a product, the HTML has exactly our tags."""
+    templates = default_templates("abandoned_cart", "email_1")
+
+    def html_for(first_name, title):
+        context = cart_context(first_name=first_name)
+        context["items"] = [{**context["items"][0], "name": title}]
+        return delivery_render(delivery=delivery(), templates=templates, context=context, language="es")
+
+    if "baseline" not in _BASELINE:
+        _BASELINE["baseline"] = html_for("Ana", "Taza").html.count("<")
+    rendered = html_for(name, product)
+    assert rendered.html.count("<") == _BASELINE["baseline"]
+    assert "\n" not in rendered.subject and "\r" not in rendered.subject
 
 
 def test_a_subject_is_one_line_whatever_the_name_holds():
