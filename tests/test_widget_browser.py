@@ -3,8 +3,8 @@
 - Hostile reviews (`<script>`, `onerror=`, `javascript:` in title, text and name) never run, in the
   widget or in the queue, and show as the literal text they are.
 - The walk: a verified buyer writes a review through the signed review link, sees it held with its
-  reason, a moderator approves it in the queue with the keyboard, and it shows in the widget with
-  the verified badge.
+  reason (the default policy, a coarse word), a moderator approves it in the queue with the keyboard,
+  and it shows in the widget with the verified badge.
 - The review form can be filled and sent with the keyboard only.
 
 Drives /usr/bin/chromium headless through Playwright; skipped where either is missing.
@@ -60,7 +60,7 @@ def _hold_for_people(store) -> None:
         from tertulia.moderation.services import policy_update
     except ImportError:
         pytest.skip("the moderation app's policy_update is not in this build")
-    policy_update(store=store, changes={"premoderate": True}, user=None)
+    policy_update(store=store, changes={"premoderate": True}, changed_by="widget tests")
 
 
 @pytest.fixture
@@ -90,6 +90,7 @@ def shop(transactional_db, settings):
 
 @pytest.fixture
 def premoderated(shop):
+    # Everything that would publish goes to a person first, so every payload reaches the queue.
     _hold_for_people(shop["store"])
     return shop
 
@@ -193,19 +194,20 @@ def test_hostile_reviews_never_run_in_the_widget_or_the_queue(browser, live_serv
     assert shopper.errors == [] and staff.errors == []
 
 
-def test_the_walk_held_approved_by_keyboard_then_shown_verified(browser, live_server, premoderated):
-    shop = premoderated
+def test_the_walk_held_approved_by_keyboard_then_shown_verified(browser, live_server, shop):
+    # The store's default policy: a buyer's coarse word holds the review for a person, with that reason.
+    moderation = pytest.importorskip("tertulia.moderation.services")
     expect = sync_api.expect
     shopper = new_page(browser)
     shopper.goto(f"{live_server.url}/shop/cafeteria/{SKU}/?token={shop['token']}")
     widget = shopper.locator("tertulia-reviews")
     expect(widget.locator(".list")).to_contain_text("Todavía no hay opiniones")
     write_review(shopper, rating=5, title="El mejor café del barrio",
-                 text="Lo compré para casa y repetiré: aroma intenso, tueste medio y llegó en dos días.",
-                 name="Ana")
+                 text="Aroma intenso y tueste medio, joder qué bueno está. Llegó en dos días.", name="Ana")
     result = widget.locator(".msg.hold")
     expect(result).to_be_visible()
-    expect(result).to_contain_text("¡Gracias!")  # the server's own message, in Spanish
+    expect(result).to_be_focused()
+    expect(result).to_contain_text(moderation.reason_message("rudeness", "es"))
     expect(widget.locator(".rv")).to_have_count(0)  # not shown while it waits
 
     staff = new_page(browser)
@@ -214,6 +216,8 @@ def test_the_walk_held_approved_by_keyboard_then_shown_verified(browser, live_se
     expect(item).to_have_count(1)
     expect(item).to_contain_text("El mejor café del barrio")
     expect(item).to_contain_text("Compra verificada")
+    expect(item.locator(".reason[data-code=rudeness]")).to_be_visible()
+    expect(item.locator(".mod-text mark")).to_have_text("joder")
     staff.locator("body").press("?")
     expect(staff.locator("#mod-help")).to_be_visible()
     staff.keyboard.press("Escape")
