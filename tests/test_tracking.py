@@ -67,6 +67,7 @@ def path_of(url: str) -> str:
 
 def assert_public(response):
     assert response["X-Robots-Tag"] == "noindex, nofollow"
+    assert "default-src 'none'" in response["Content-Security-Policy"]
     assert "no-store" in response["Cache-Control"]
 
 

@@ -22,9 +22,15 @@ from tertulia.journeys.rendering import language_pick
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
+# The pages carry no script and load nothing; forms post back to themselves.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                           "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
 def _public(response: HttpResponse) -> HttpResponse:
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Referrer-Policy"] = "no-referrer"  # the token must not travel to the store's site
+    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     add_never_cache_headers(response)
     return response
 
