@@ -191,7 +191,7 @@ def _event(event_id: str, type_: str, at: datetime, data: dict) -> dict:
 
 
 def demo_events_build(*, seed: int = DEMO_SEED, now: datetime) -> list[list[dict]]:
-    """The demo's events in phases (catalogue, people, carts, orders, order moments), oldest first."""
+    """The demo's events in phases (catalogue, people, carts, orders, order moments, journey showcase)."""
     rng = random.Random(seed)
     start = now - timedelta(days=DAYS)
     catalogue = [
@@ -284,7 +284,64 @@ def demo_events_build(*, seed: int = DEMO_SEED, now: datetime) -> list[list[dict
             "items": [dict(x) for x in lines.values()], "total": _total(lines), "currency": "EUR",
         }))
         moments.extend(_order_moments(rng, order_id, moment, now))
-    return [catalogue, people, carts, orders, moments]
+    return [catalogue, people, carts, orders, moments,
+            *_journey_showcase(seed=seed, now=now, people=people, orders=orders)]
+
+
+def _journey_showcase(*, seed: int, now: datetime, people: list[dict], orders: list[dict]) -> list[list[dict]]:
+    """Facts that set every journey going as soon as the demo runs (its own random stream: the shop above stays the same).
+
+    Shoppers of the seed who agreed to e-mail and left a cart in the last two hours (their recovery
+    e-mails are due at once), two who left one moments before seeding (due in about a minute), buyers
+    of the last hours (thank you), and people whose only order was three months ago (win-back).
+    """
+    rng = random.Random(seed + 3)
+    status: dict[str, str] = {}
+    for event in people:
+        data = event["data"]
+        if event["type"] == "consent_changed" and data["channel"] == "email":
+            status[data["customer"]["email"]] = data["status"]  # events are in time order per person
+    reachable = sorted(email for email, state in status.items() if state == "subscribed")
+    buyers = {order["data"]["customer"]["email"] for order in orders}
+    never_bought = [email for email in reachable if email not in buyers]
+    visitors = rng.sample(reachable, 12)
+    chosen = set(visitors)
+    thanked = rng.sample([e for e in reachable if e not in chosen], 3)
+    chosen.update(thanked)
+    lapsed = rng.sample([e for e in never_bought if e not in chosen], 4)
+
+    events: list[dict] = []
+    moments: list[dict] = []  # a phase of their own: a moment finds its buyer on an order already stored
+
+    def basket() -> dict[str, dict]:
+        lines: dict[str, dict] = {}
+        for _ in range(rng.randint(1, 3)):
+            sku, title, _, price, _ = rng.choice(PRODUCTS)
+            lines.setdefault(sku, {"sku": sku, "title": title, "quantity": 0, "price": price})["quantity"] += 1
+        return lines
+
+    def cart(cart_id: str, email: str, at: datetime, lines: dict[str, dict]) -> dict:
+        return _event(f"showcase:cart:{cart_id}", "cart_updated", at, {
+            "cart_id": cart_id, "customer": {"email": email}, "items": [dict(x) for x in lines.values()],
+            "total": _total(lines), "currency": "EUR", "recovery_url": f"{DEMO_WEBSITE}/carrito/{cart_id}/recuperar"})
+
+    ago = [40, 55, 70, 85, 100, 115, 35, 50, 65, 80, 29, 29.5]  # minutes before seeding
+    for number, (email, minutes) in enumerate(zip(visitors, ago, strict=True)):
+        events.append(cart(f"demo-cart-recent-{number + 1:02d}", email, now - timedelta(minutes=minutes), basket()))
+    for number, email in enumerate(thanked + lapsed):
+        recent = number < len(thanked)
+        placed = now - (timedelta(hours=rng.randint(2, 8)) if recent else timedelta(days=90, hours=rng.randint(2, 60)))
+        lines = basket()
+        cart_id = f"demo-cart-showcase-{number + 1:02d}"
+        order_id = f"LT-{'H' if recent else 'W'}{number + 1}"
+        events.append(cart(cart_id, email, placed - timedelta(minutes=rng.randint(5, 20)), lines))
+        events.append(_event(f"showcase:order:{order_id}:placed", "order_placed", placed, {
+            "order_id": order_id, "cart_id": cart_id, "customer": {"email": email},
+            "items": [dict(x) for x in lines.values()], "total": _total(lines), "currency": "EUR"}))
+        if not recent:
+            moments.append(_event(f"showcase:order:{order_id}:delivered", "order_delivered",
+                                  placed + timedelta(days=2), {"order_id": order_id}))
+    return [events, moments]
 
 
 def _total(lines: dict[str, dict]) -> str:
@@ -346,6 +403,10 @@ def demo_store_seed(*, slug: str = DEMO_SLUG, seed: int = DEMO_SEED, now: dateti
     with transaction.atomic():
         store = store_create(slug=slug, name=DEMO_NAME, currency="EUR", language="es",
                              timezone_name="Europe/Madrid", website_url=DEMO_WEBSITE)
+        # Every journey on from the start: the worker's first sweeps enroll the showcase's shoppers.
+        from tertulia.journeys.definitions import journeys_ensure_defaults
+
+        journeys_ensure_defaults(store=store)
         for phase in demo_events_build(seed=seed, now=now):
             for offset in range(0, len(phase), limit):
                 stored += events_ingest(store=store, events=phase[offset:offset + limit], source="demo",
