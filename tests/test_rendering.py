@@ -339,6 +339,15 @@ def test_no_name_or_product_title_adds_markup(name, product):
     assert "\n" not in rendered.subject and "\r" not in rendered.subject
 
 
+@pytest.mark.parametrize("url", ["javascript:alert(1)", " JavaScript:alert(1)", "java\tscript:alert(1)",
+                                 "data:text/html,<b>x</b>", "vbscript:x"])
+def test_links_from_the_context_cannot_run_script(url):
+    rendered = delivery_render(delivery=delivery(), templates=default_templates("abandoned_cart", "email_1"),
+                               context=cart_context(recovery_url=url), language="es")
+    assert "script:" not in rendered.html.lower().replace("\t", "") and "data:text" not in rendered.html
+    assert 'href="#"' in rendered.html
+
+
 def test_a_subject_is_one_line_whatever_the_name_holds():
     rendered = delivery_render(delivery=delivery(), templates=default_templates("abandoned_cart", "email_1"),
                                context=cart_context(first_name="Ana\r\nBcc: todos@example.com"), language="es")

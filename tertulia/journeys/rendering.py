@@ -419,6 +419,8 @@ def language_pick(*candidates: str | None, available: Iterable[str] = LANGUAGES)
 _TEXT_LINK = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
 _HREF = re.compile(r"""(\bhref\s*=\s*)(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
 _TRAILING = ".,;:!?'\")]}»"
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+_SAFE_SCHEMES = frozenset({"http", "https", "mailto", "tel", "sms"})
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 
@@ -456,6 +458,9 @@ class _Links:
         def replace(match: re.Match) -> str:
             raw = match.group(2) if match.group(2) is not None else match.group(3)
             url = unescape(raw).strip()
+            scheme = _SCHEME.match("".join(url.split()))  # browsers ignore whitespace inside "java script:"
+            if scheme and scheme.group(1).lower() not in _SAFE_SCHEMES:
+                return f'{match.group(1)}"#"'  # javascript:, data:... from a value in the context
             if not url.lower().startswith(("http://", "https://")):
                 return match.group(0)
             return f'{match.group(1)}"{self.wrap(url)}"'
