@@ -105,6 +105,12 @@ class Command(BaseCommand):
             "TERTULIA_HOME": str(settings.TERTULIA_HOME),
             "TERTULIA_PARENT_PID": str(os.getpid()),
         }
+        if "TERTULIA_PUBLIC_URL" not in os.environ:
+            # Links in the demo's messages (tracking, unsubscribe, review) must reach this server,
+            # in the gunicorn processes and in the in-process worker alike.
+            public_url = f"http://{format_bind(probe_host(host), port)}"
+            env["TERTULIA_PUBLIC_URL"] = public_url
+            settings.TERTULIA_PUBLIC_URL = public_url
         if "ALLOWED_HOSTS" not in os.environ and host not in LOOPBACK:
             # Listening beyond this machine: let any name reach the demo (it is not a production setup).
             env["ALLOWED_HOSTS"] = "*"
@@ -160,6 +166,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Tertulia demo ready at {url}/"))
         self.stdout.write(f"  Dashboard    {url}/app/  (user {credentials['username']}, "
                           f"password {credentials['password']})")
+        self.stdout.write(f"  Sample shop  {url}/shop/{credentials['store']}/  (reviews widget on each product)")
+        self.stdout.write(f"  Outbox       {url}/app/outbox/  (messages the journeys sent)")
         self.stdout.write(f"  Admin        {url}/admin/")
         self.stdout.write(f"  API docs     {url}/api/v1/docs  (store '{credentials['store']}')")
         self.stdout.write(f"  API key      {credentials['api_key']}")
