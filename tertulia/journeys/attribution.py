@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from tertulia.channels.models import Delivery
@@ -110,8 +111,15 @@ def attribution_run(*, store: Store | None = None, now: datetime | None = None,
         # (an order placed long ago but sent late may still follow a click inside its window).
         orders = orders.filter(Q(placed_at__gte=now - longest) | Q(updated_at__gte=started - longest))
 
-    converted = _conversions_mark(orders=orders, settings_by_journey=settings_by_journey)
-    attributed = _attributions_write(orders=orders, settings_by_journey=settings_by_journey)
+    attributed = 0
+    first: dict[int, tuple[datetime, int]] = {}
+    for batch, pending in _order_batches(orders):
+        _conversions_find(batch, settings_by_journey, longest, first)
+        if pending:
+            credits = _touch_credits(pending, settings_by_journey)
+            credits.update(_code_credits(pending))  # a code used at checkout is the last touch
+            attributed += _insert(pending, credits)
+    converted = _conversions_write(first)
     _watermarks[key] = started
     if attributed or converted:
         logger.info("orders attributed", extra={"attributed": attributed, "converted": converted})
@@ -140,38 +148,54 @@ def _settings_for(settings_by_journey, store_id: int, journey_key: str) -> Attri
 
 # --- conversions ------------------------------------------------------------------------------------
 
-def _conversions_mark(*, orders, settings_by_journey) -> int:
-    """Give every open enrollment its first order placed within the window after enrolling."""
-    # One join: enrollments not converted yet x the candidate orders of the same person placed after
-    # enrolling. The per-journey window is applied in Python (windows differ by journey).
-    pairs = (
-        Enrollment.objects.filter(
-            converted_order__isnull=True,
-            customer__orders__in=orders,
-            customer__orders__placed_at__gte=F("enrolled_at"),
-        )
-        .values_list("id", "store_id", "journey_key", "enrolled_at", "trigger_type", "trigger_id",
-                     "customer__orders__id", "customer__orders__external_id", "customer__orders__placed_at")
+def _conversions_find(batch: dict[int, "_Order"], settings_by_journey, longest: timedelta,
+                      first: dict[int, tuple[datetime, int]]) -> None:
+    """Note, for each open enrollment of these orders' buyers, its first order within the window after enrolling."""
+    if not batch:
+        return
+    by_customer: dict[int, list[_Order]] = defaultdict(list)
+    for order in batch.values():
+        by_customer[order.customer_id].append(order)
+    earliest = min(o.placed_at for o in batch.values()) - longest
+    latest = max(o.placed_at for o in batch.values())
+    # Driven by the batch's buyers (the customer index), not by a join of every enrollment with every order.
+    enrollments = (
+        Enrollment.objects.filter(customer_id__in=list(by_customer), converted_order__isnull=True,
+                                  enrolled_at__gte=earliest, enrolled_at__lte=latest)
+        .values_list("id", "store_id", "customer_id", "journey_key", "enrolled_at", "trigger_type", "trigger_id")
     )
-    first: dict[int, tuple[datetime, int]] = {}
-    for (enrollment_id, store_id, journey_key, enrolled_at, trigger_type, trigger_id,
-         order_id, order_external_id, placed_at) in pairs.iterator(chunk_size=2000):
-        if trigger_type == "order" and trigger_id == order_external_id:
-            continue  # the order that started the enrollment (a thank-you) is not its conversion
-        if placed_at - enrolled_at > _settings_for(settings_by_journey, store_id, journey_key).window:
-            continue
-        best = first.get(enrollment_id)
-        if best is None or (placed_at, order_id) < best:
-            first[enrollment_id] = (placed_at, order_id)
+    for enrollment_id, store_id, customer_id, journey_key, enrolled_at, trigger_type, trigger_id in enrollments:
+        window = _settings_for(settings_by_journey, store_id, journey_key).window
+        for order in by_customer.get(customer_id, ()):
+            if order.store_id != store_id or not enrolled_at <= order.placed_at <= enrolled_at + window:
+                continue
+            if trigger_type == "order" and trigger_id == order.external_id:
+                continue  # the order that started the enrollment (a thank-you) is not its conversion
+            best = first.get(enrollment_id)
+            if best is None or (order.placed_at, order.id) < best:
+                first[enrollment_id] = (order.placed_at, order.id)
+
+
+def _conversions_write(first: dict[int, tuple[datetime, int]]) -> int:
     if not first:
         return 0
     lite = is_sqlite()
     rows = [(order_id, db_datetime(placed_at, sqlite=lite), enrollment_id)
             for enrollment_id, (placed_at, order_id) in sorted(first.items())]
     # The guard keeps a conversion already recorded (by a concurrent run) as it is.
-    for part in chunks(rows, 1000):
-        execute_many("UPDATE journeys_enrollment SET converted_order_id = %s, converted_at = %s "
-                     "WHERE id = %s AND converted_order_id IS NULL", part)
+    for part in chunks(rows, 5000):
+        if lite:
+            execute_many("UPDATE journeys_enrollment SET converted_order_id = %s, converted_at = %s "
+                         "WHERE id = %s AND converted_order_id IS NULL", part)
+            continue
+        # PostgreSQL: one statement for the whole part, the values as three arrays.
+        orders, moments, enrollments = (list(column) for column in zip(*part, strict=True))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE journeys_enrollment AS e SET converted_order_id = v.order_id, converted_at = v.at "
+                "FROM unnest(%s::bigint[], %s::timestamptz[], %s::bigint[]) AS v(order_id, at, enrollment_id) "
+                "WHERE e.id = v.enrollment_id AND e.converted_order_id IS NULL",
+                [orders, moments, enrollments])
     return len(rows)
 
 
@@ -185,6 +209,7 @@ class _Order:
     placed_at: datetime
     total: Decimal
     currency: str
+    external_id: str
     codes: list[str]
 
 
@@ -200,30 +225,28 @@ class _Credit:
     variant: str = ""
 
 
-def _attributions_write(*, orders, settings_by_journey) -> int:
-    pending = orders.filter(~Exists(Attribution.objects.filter(order_id=OuterRef("pk"))))
-    fields = ["id", "store_id", "customer_id", "placed_at", "total", "currency"]
+BATCH = 2000
+
+
+def _order_batches(orders):
+    """Candidate orders in id order, 2,000 at a time (keyset pages, no cursor held open while writing):
+    every one (for conversions) and those not attributed yet."""
+    fields = ["id", "store_id", "customer_id", "placed_at", "total", "currency", "external_id"]
     has_codes = any(field.name == "discount_codes" for field in Order._meta.get_fields())
     if has_codes:  # Order.discount_codes arrives with the order discount-code plumbing
         fields.append("discount_codes")
-    written = 0
-    for part in _batched(pending.values_list(*fields).order_by("id"), 2000):
-        batch = {row[0]: _Order(*row[:6], codes=_codes_of(row[6]) if has_codes else []) for row in part}
-        credits = _touch_credits(batch, settings_by_journey)
-        credits.update(_code_credits(batch))  # a code used at checkout is the last touch
-        written += _insert(batch, credits)
-    return written
-
-
-def _batched(rows, size: int):
-    batch = []
-    for row in rows.iterator(chunk_size=size):
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    rows = orders.annotate(attributed=Exists(Attribution.objects.filter(order_id=OuterRef("pk"))))
+    last = 0
+    while True:
+        part = list(rows.filter(pk__gt=last).order_by("pk").values_list(*fields, "attributed")[:BATCH])
+        if not part:
+            return
+        last = part[-1][0]
+        batch = {row[0]: _Order(*row[:7], codes=_codes_of(row[7]) if has_codes else []) for row in part}
+        pending = {row[0]: batch[row[0]] for row in part if not row[-1]}
+        yield batch, pending
+        if len(part) < BATCH:
+            return
 
 
 def _codes_of(value: Any) -> list[str]:
