@@ -127,7 +127,7 @@ fieldset{border:0;padding:0;margin:0}legend{font-weight:600;padding:0;margin-bot
 .err{color:#a4161a;font-size:.9em;margin:.2em 0 0}[aria-invalid=true]{border-color:#a4161a}
 .msg{border-radius:6px;padding:.7em 1em;margin:.8em 0}.msg:empty{display:none}.ok{background:#e6f2e8}.hold{background:#fff4d6}.no{background:#fde7e7}
 .msg ul{list-style:disc;padding-left:1.2em;margin:.3em 0 0}
-.q{border-top:1px solid var(--b);padding:.8em 0}.q p{margin:.2em 0}.ans{margin:.5em 0 0 1.2em;padding-left:.8em;border-left:2px solid var(--b)}
+section>.row{margin:.6em 0}.q{border-top:1px solid var(--b);padding:.8em 0}.q p{margin:.2em 0}.ans{margin:.5em 0 0 1.2em;padding-left:.8em;border-left:2px solid var(--b)}
 details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font-weight:600}
 .rp{border:0;padding:0;font-size:.92em}.rp summary{font-weight:400;color:var(--m)}.mini{margin:.5em 0;padding:.7em}
 `;
@@ -231,7 +231,7 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
           this.summaryBox,
           h("div", { class: "row" }, this.writeBtn),
           this.reviewMsg, this.reviewForm,
-          h("div", { class: "row", style: "margin:1em 0 .5em" },
+          this.toolbar = h("div", { class: "row", style: "margin:1em 0 .5em" },
             h("span", null, h("label", { for: this.sortSel.id, style: "display:inline;margin-right:.4em" }, this.t("sort")), this.sortSel),
             h("span", null, h("label", { for: this.rateSel.id, style: "display:inline;margin-right:.4em" }, this.t("filter")), this.rateSel)),
           this.list, this.moreBtn),
@@ -317,6 +317,8 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
           h("span", { class: "track", "aria-hidden": "true" }, h("span", { class: "fill", style: `width:${pct}%` })),
           h("span", { class: "m", "aria-hidden": "true" }, fmtN(n)));
         }));
+      // Nothing to sum up yet: the list says so, and sorting or filtering nothing is noise.
+      this.summaryBox.hidden = this.toolbar.hidden = !count && !this.state.rating;
       this.summaryBox.replaceChildren(
         h("div", { role: "group", "aria-label": this.t("summary") },
           h("div", { class: "big", "aria-hidden": "true" }, count ? this.num(avg, 1) : "–"),
