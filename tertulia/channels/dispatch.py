@@ -52,7 +52,7 @@ from tertulia.core.db import chunks, db_datetime, insert_returning, is_postgres
 
 log = logging.getLogger("tertulia.dispatch")
 
-DEFAULT_BATCH_SIZE = 200
+DEFAULT_BATCH_SIZE = 500
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_POLL_SECONDS = 0.25
