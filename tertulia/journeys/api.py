@@ -244,7 +244,17 @@ def journey_edit(*, store, key: str, changes: Any, changed_by: str) -> Journey:
     return journey_update(store=store, key=key, changes=changes, changed_by=changed_by)
 
 
+def _ensure_defaults(request: HttpRequest) -> None:
+    """Every store has the six journeys; the engine creates the missing ones (one query when none is)."""
+    try:
+        from tertulia.journeys.definitions import journeys_ensure_defaults
+    except ImportError:
+        return
+    journeys_ensure_defaults(store=request_store(request))
+
+
 def _journey_or_404(request: HttpRequest, key: str) -> Journey:
+    _ensure_defaults(request)
     journey = selectors.journey_get(store=request_store(request), key=key)
     if journey is None:
         raise Http404("This store has no such journey.")
@@ -256,6 +266,7 @@ def _journey_or_404(request: HttpRequest, key: str) -> Journey:
 @router.get("/journeys", response={200: JourneyList, **READ_ERRORS}, summary="List journeys", exclude_none=True)
 def list_journeys(request: HttpRequest):
     """Every journey of the store with its current (last accepted) definition."""
+    _ensure_defaults(request)
     return {"data": selectors.journeys_list(store=request_store(request))}
 
 
