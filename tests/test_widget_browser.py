@@ -6,11 +6,16 @@
   reason (the default policy, a coarse word), a moderator approves it in the queue with the keyboard,
   and it shows in the widget with the verified badge.
 - The review form can be filled and sent with the keyboard only.
+- A page on the store's own site (another origin) embeds the widget with one script tag; a review
+  with a photo goes through CORS and comes back with the photo and its alt text.
 
 Drives /usr/bin/chromium headless through Playwright; skipped where either is missing.
 """
 
+import io
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -274,4 +279,71 @@ def test_review_form_works_with_the_keyboard_only(browser, live_server, shop):
     expect(widget.locator("form.write")).to_be_hidden()
     # The write button says the form is closed again.
     expect(write).to_have_attribute("aria-expanded", "false")
+    assert page.errors == []
+
+
+@pytest.fixture
+def store_site(shop):
+    """The merchant's own site: another origin whose page includes widget.js from the Tertulia server."""
+    page = {"html": b""}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(page["html"])
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    from tertulia.ugc.services import store_origin_add
+
+    store_origin_add(store=shop["store"], origin=origin)
+    yield {"origin": origin, "page": page}
+    server.shutdown()
+    server.server_close()
+
+
+def test_embedded_on_another_origin_with_a_photo(browser, live_server, shop, store_site, tmp_path):
+    from PIL import Image
+
+    expect = sync_api.expect
+    store_site["page"]["html"] = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Beans</title>'
+        '<link rel="icon" href="data:,"></head><body><h1>Colombian beans</h1>'
+        f'<tertulia-reviews store="cafeteria" product="{SKU}"></tertulia-reviews>'
+        f'<script src="{live_server.url}/widget.js" defer></script></body></html>'
+    ).encode()
+    photo = tmp_path / "cup.png"
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 70, 30)).save(buffer, "PNG")
+    photo.write_bytes(buffer.getvalue())
+
+    page = new_page(browser, locale="en-GB")
+    page.goto(store_site["origin"] + "/")
+    widget = page.locator("tertulia-reviews")
+    widget.get_by_role("button", name="Write a review").click()
+    form = widget.locator("form.write")
+    form.locator(".rate label").nth(4).click()
+    form.locator("input[name=title]").fill("Lovely morning coffee")
+    form.locator("textarea[name=text]").fill("Medium roast with chocolate notes; the beans arrived fresh.")
+    form.locator("input[name=display_name]").fill("Sam")
+    form.locator("input[name=photos]").set_input_files(str(photo))
+    widget.get_by_role("button", name="Send review").click()
+    expect(widget.locator(".msg.ok")).to_contain_text("Thank you")
+    review = widget.locator(".rv")
+    expect(review).to_have_count(1)
+    image = review.locator(".ph img")
+    expect(image).to_have_attribute("alt", "Photo 1 from Sam")
+    assert image.get_attribute("src").startswith(live_server.url + "/")
+    expect(review.locator(".ph a")).to_have_attribute("href", image.get_attribute("src"))
+    page.wait_for_function(  # the re-encoded photo really loads from the Tertulia server
+        "() => { const i = document.querySelector('tertulia-reviews').shadowRoot.querySelector('.ph img');"
+        " return i && i.complete && i.naturalWidth > 0; }")
+    assert page.evaluate(f"fetch({live_server.url!r} + '/widget.js').then(r => r.ok)")
     assert page.errors == []

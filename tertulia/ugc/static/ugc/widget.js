@@ -484,7 +484,7 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
         const details = (err.body && err.body.error && err.body.error.details) || [];
         let first = null;
         for (const d of details) {
-          const name = str(d.field).split(".").pop();
+          const name = str(d.field).split(".").pop().replace(/\[\d+\]$/, "");
           const target = this.fieldError(form, name === "name" ? "display_name" : name, str(d.message));
           first = first || target;
         }
