@@ -411,4 +411,13 @@ def demo_store_seed(*, slug: str = DEMO_SLUG, seed: int = DEMO_SEED, now: dateti
             for offset in range(0, len(phase), limit):
                 stored += events_ingest(store=store, events=phase[offset:offset + limit], source="demo",
                                         now=now).accepted
+        demo_community_seed(store=store, seed=seed, now=now)
     return DemoSummary(store=store, events=stored)
+
+
+def demo_community_seed(*, store: Store, seed: int = DEMO_SEED, now: datetime) -> int:
+    """Reviews (some negative, some answered by the store), questions and answers that make the FAQ, comments,
+    testimonials and a forum thread, written through ugc's services so moderation judges each one."""
+    from tertulia.ugc.demo import community_seed
+
+    return community_seed(store=store, seed=seed, now=now)
