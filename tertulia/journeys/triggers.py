@@ -47,7 +47,9 @@ from tertulia.journeys.models import Enrollment, EnrollmentStatus, Journey, Jour
 log = logging.getLogger("tertulia.journeys")
 
 DEFAULT_LOOKAHEAD_SECONDS = 5.0
-OVERLAP = timedelta(seconds=30)  # incremental sweeps look this far behind where the last one stopped
+# Incremental sweeps look this far behind where the last one stopped (transactions that were still
+# open then). Facts that arrive later than that are found by the full look every FULL_EVERY.
+OVERLAP = timedelta(seconds=5)
 FULL_EVERY = timedelta(minutes=5)
 SETTLE_EVERY = timedelta(minutes=10)
 _LOCK_NAMESPACE = 0x7E48  # pg_try_advisory_lock(namespace, store id) while a store is swept
@@ -579,7 +581,9 @@ def carts_reschedule(*, journey: Journey, now: datetime, full: bool = False) -> 
     carts = {
         (customer_id, external_id): last
         for customer_id, external_id, last in Cart.objects.for_store(journey.store_id)
-        .filter(status=CartStatus.OPEN, last_event_at__gt=low, customer__isnull=False)
+        # Written since the last look, not only active: a cart whose activity is recent but whose
+        # row was not touched since has been looked at already.
+        .filter(status=CartStatus.OPEN, last_event_at__gt=low, updated_at__gt=low, customer__isnull=False)
         .filter(Exists(active_since))
         .values_list("customer_id", "external_id", "last_event_at")
     }
