@@ -540,8 +540,11 @@ def outbox_message(request: HttpRequest, store: Store, message_id: int) -> HttpR
     if message is None:
         raise Http404
     rendered = outbox_render(message)
+    # From, To and Subject are shown once, above; the other headers (List-Unsubscribe...) as they were sent.
+    headers = {name: value for name, value in (rendered.headers or {}).items()
+               if name.lower() not in ("from", "to", "subject")}
     return _page(request, store, "dashboard/outbox_message.html", "outbox", message=message, rendered=rendered,
-                 html=shopper_html(rendered.html))
+                 headers=headers, html=shopper_html(rendered.html))
 
 
 # --- the customer timeline --------------------------------------------------------------------------
