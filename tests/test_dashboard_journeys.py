@@ -254,3 +254,29 @@ def test_deliveries_on_the_customer_timeline(manager, store, other_store):
     zoe = person(other_store, "zoe@example.com")
     message(enroll(other_store, zoe, journey(other_store)), sent=T0)
     assert manager.get(f"/app/customers/{zoe.pk}/").status_code == 404
+
+
+@pytest.mark.parametrize(("role", "may_edit"), [("owner", True), ("manager", True), ("analyst", False),
+                                                ("agent", False), ("moderator", False)])
+def test_who_may_edit(client, store, role, may_edit):
+    journey(store)
+    member(client, store, role)
+    page = client.get("/app/journeys/abandoned_cart/").content.decode()
+    assert ('value="save"' in page) is may_edit
+    response = client.post("/app/journeys/abandoned_cart/", {"action": "save"})
+    assert (response.status_code == 403) is not may_edit
+
+
+def test_figures_never_mix_stores(client, store, other_store):
+    seeded(store)
+    seeded(other_store)
+    journey(other_store, "winback")
+    member(client, store, "analyst")
+    page = client.get("/app/journeys/abandoned_cart/").content.decode()
+    # One treated and one held-out person here, whatever the other store holds.
+    assert "1 con mensajes · 1 en grupo de control" in page
+    # Planting the other store in the session does not open it.
+    session = client.session
+    session["dashboard_store_id"] = other_store.pk
+    session.save()
+    assert "1 con mensajes · 1 en grupo de control" in client.get("/app/journeys/abandoned_cart/").content.decode()
