@@ -133,10 +133,14 @@ def test_decide_validates_input_and_csrf(store, people):
                        ({"action": "approve", "items": ["review:x"]}, "invalid_items"),
                        ({"action": "approve"}, "nothing_selected"),
                        ({"action": "approve", "items": [f"review:{n}" for n in range(501)]}, "too_many")]:
-        answer = client.post("/app/moderation/decide/", data)
+        answer = client.post("/app/moderation/decide/", data, HTTP_ACCEPT="application/json")
         assert answer.status_code == 422, data
         assert answer.json()["error"]["code"] == code
         assert answer.json()["error"]["details"][0]["field"] in ("action", "items")
+    # The same mistake from the plain form: back to the queue with the message.
+    answer = client.post("/app/moderation/decide/", {"action": "approve", "next": "/app/moderation/?type=review"})
+    assert answer.status_code == 302 and answer["Location"] == "/app/moderation/?type=review"
+    assert "Selecciona al menos un elemento." in client.get(answer["Location"]).content.decode()
 
 
 @pytest.mark.skipif(not UGC_READY, reason="ugc's moderation_queue/content_decide not in this build")

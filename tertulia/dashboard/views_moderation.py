@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -234,7 +235,20 @@ def _parse_keys(values: list[str]) -> dict[str, list[int]] | None:
     return grouped
 
 
+def _back(request: HttpRequest, query: str = "") -> HttpResponse:
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        target = reverse("dashboard:moderation")
+    if query:
+        target = f"{target}{'&' if '?' in target else '?'}{query}"
+    return redirect(target)
+
+
 def _error(request: HttpRequest, status: int, code: str, message: str, field: str = "") -> HttpResponse:
+    if status == 422 and "application/json" not in request.headers.get("Accept", ""):
+        # The plain form post (no scripts): back to the queue, saying what to fix.
+        messages.error(request, message)
+        return _back(request)
     details = [{"field": field, "code": code, "message": message}] if field else []
     return JsonResponse({"error": {"code": code, "message": message, "details": details}}, status=status)
 
@@ -275,8 +289,4 @@ def moderation_decide(request: HttpRequest, store: Store) -> HttpResponse:
     if wants_json:
         return JsonResponse({"action": action, "changed": changed, "items": [f"{k}:{i}" for k, ids in grouped.items()
                                                                              for i in ids], "message": message})
-    target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        target = reverse("dashboard:moderation")
-    separator = "&" if "?" in target else "?"
-    return redirect(f"{target}{separator}done={action}-{changed}")
+    return _back(request, f"done={action}-{changed}")
