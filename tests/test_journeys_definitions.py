@@ -167,3 +167,19 @@ def test_assignment_is_deterministic_and_follows_the_shares():
     nobody = {assignment_for(store_id=1, journey_key="welcome", customer_id=c, definition={"holdout_share": 0})
               for c in range(200)}
     assert {a.holdout for a in nobody} == {False}
+
+
+def test_the_journeys_command_lists_changes_and_refuses_bad_edits(store):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("journeys", "list", store.slug, stdout=out)
+    assert "abandoned_cart    on  v1   email_1:email@1800s, sms_1:sms@86400s" in out.getvalue()
+    call_command("journeys", "set", store.slug, "welcome", '{"enabled": false}', stdout=out)
+    assert Journey.objects.for_store(store).get(key="welcome").enabled is False
+    with pytest.raises(CommandError, match="trigger.delay_seconds"):
+        call_command("journeys", "set", store.slug, "abandoned_cart", '{"trigger": {"delay_seconds": 5}}')
+    with pytest.raises(CommandError, match="No store"):
+        call_command("journeys", "list", "nope")

@@ -159,10 +159,11 @@ def _seconds(problems: _Problems, value: Any, field: str, *, minimum: int = 0, m
 
 
 def _human(seconds: int) -> str:
-    for size, unit in ((DAY, "days"), (HOUR, "hours"), (MINUTE, "minutes")):
+    for size, unit in ((DAY, "day"), (HOUR, "hour"), (MINUTE, "minute")):
         if seconds >= size and seconds % size == 0:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} seconds"
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
 def _unknown_fields(problems: _Problems, data: dict, allowed: frozenset[str], path: str) -> None:
