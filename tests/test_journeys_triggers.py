@@ -191,7 +191,7 @@ def test_welcome_on_subscription_once(shop):
     start = NOW - timedelta(days=3)
     subscribe(shop, "ana@example.com", at=start)
     assert triggers_sweep(now=start + timedelta(seconds=3), store=shop) >= 1
-    assert enrollments(shop, "welcome").get().trigger_id == "email"
+    assert enrollments(shop, "welcome").get().trigger_id.startswith("email:")
     subscribe(shop, "ana@example.com", at=start + timedelta(days=1), status="unsubscribed")
     subscribe(shop, "ana@example.com", at=start + timedelta(days=2))
     triggers_sweep(now=start + timedelta(days=2, seconds=3), store=shop, full=True)
@@ -207,7 +207,7 @@ def test_double_opt_in_sends_a_confirmation_then_the_welcome(shop):
     assert list(deliveries(shop, "welcome").values_list("step_key", flat=True)) == ["confirm"]
     subscribe(shop, "ana@example.com", at=NOW + timedelta(minutes=5))  # followed the link
     triggers_sweep(now=NOW + timedelta(minutes=5, seconds=3), store=shop)
-    assert sorted(enrollments(shop, "welcome").values_list("trigger_id", flat=True))[1] == "email"
+    assert sorted(enrollments(shop, "welcome").values_list("trigger_id", flat=True))[1].startswith("email:")
 
 
 def test_winback_a_set_time_after_the_last_order(shop):
@@ -231,3 +231,17 @@ def test_one_store_never_enrolls_another_stores_people(shop, other_store):
     assert triggers_sweep(now=NOW + timedelta(hours=1), store=other_store) == 0
     assert triggers_sweep(now=NOW + timedelta(hours=1)) == 1
     assert enrollments(other_store).count() == 0
+
+
+def test_merging_two_welcomed_people_keeps_their_enrollments(shop):
+    start = NOW - timedelta(days=2)
+    subscribe(shop, "ana@example.com", at=start)
+    subscribe(shop, "ana.trabajo@example.com", at=start, phone="+34600111222")
+    triggers_sweep(now=start + timedelta(seconds=3), store=shop)
+    assert enrollments(shop, "welcome").count() == 2
+    # One event names both: the two profiles are one person.
+    events_ingest(store=shop, events=[make_event("customer_upserted", {
+        "customer": {"email": "ana@example.com", "phone": "+34600111222"}}, at=start + timedelta(hours=1))])
+    assert len({e.customer_id for e in enrollments(shop, "welcome")}) == 1
+    triggers_sweep(now=start + timedelta(hours=1, seconds=3), store=shop, full=True)
+    assert enrollments(shop, "welcome").count() == 2

@@ -43,6 +43,7 @@ from tertulia.journeys.triggers import (  # noqa: F401 - re-exported for the wor
     enrollments_settle,
     lookahead,
     triggers_sweep,
+    welcome_candidate,
 )
 
 log = logging.getLogger("tertulia.journeys")
@@ -207,8 +208,12 @@ def subscription_confirmed(*, store: Store | int, customer_id: int, now: datetim
                                                          status=ConsentStatus.SUBSCRIBED).first()
     if journey is None or consent is None:
         return False
-    enrolled = enrollments_create(journey=journey, now=moment, candidates=[
-        Candidate(customer_id, TriggerType.SUBSCRIPTION, "email", consent.changed_at)])
+    if Enrollment.objects.filter(journey_id=journey.pk, customer_id=customer_id, trigger_type=TriggerType.SUBSCRIPTION,
+                                 trigger_id__startswith="email:").exists():
+        enrolled = 0  # welcomed once, whatever happens to the subscription later
+    else:
+        enrolled = enrollments_create(journey=journey, now=moment, candidates=[
+            welcome_candidate(customer_id, consent.changed_at)])
     # The confirmation e-mail has done its work.
     confirm = list(Enrollment.objects.for_store(store_id).filter(
         journey_id=journey.pk, customer_id=customer_id, status=EnrollmentStatus.ACTIVE,

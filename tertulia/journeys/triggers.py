@@ -326,14 +326,21 @@ def orders_delivered_for_referral(journey: Journey, window: Window, now: datetim
 
 def subscriptions(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
     """People whose e-mail consent became `subscribed` in the window: welcomed once each."""
+    welcomed = Exists(Enrollment.objects.filter(journey_id=journey.pk, customer_id=OuterRef("customer_id"),
+                                                trigger_type=TriggerType.SUBSCRIPTION, trigger_id__startswith="email:"))
     rows = (
         Consent.objects.for_store(journey.store_id)
         .filter(channel="email", status=ConsentStatus.SUBSCRIBED, changed_at__gt=window.low, changed_at__lte=window.high,
                 customer__erased_at__isnull=True, customer__merged_into__isnull=True)
-        .exclude(_enrolled(journey, TriggerType.SUBSCRIPTION, "email"))
+        .exclude(welcomed)
         .values_list("customer_id", "changed_at")
     )
-    return [Candidate(customer_id, TriggerType.SUBSCRIPTION, "email", at) for customer_id, at in rows]
+    return [welcome_candidate(customer_id, at) for customer_id, at in rows]
+
+
+def welcome_candidate(customer_id: int, at: datetime) -> Candidate:
+    """The welcome's trigger names the person (`email:<id>`): merging two welcomed profiles keeps both rows."""
+    return Candidate(customer_id, TriggerType.SUBSCRIPTION, f"email:{customer_id}", at)
 
 
 def confirmations(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
