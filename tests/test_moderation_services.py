@@ -143,3 +143,89 @@ def test_checks_run_is_pure(store):
     assert not Judgement.objects.exists()
     assert checks_run(review("Eres un idiota"), store=store)
     assert not Judgement.objects.exists()
+
+
+@pytest.mark.django_db
+def test_repetition_and_identities_from_the_stores_history(store, other_store):
+    text = "Las zapatillas son comodísimas y la suela agarra de maravilla en terreno mojado, muy recomendables."
+    first = content_moderate(store=store, item=review(text, author_name="Marta", device_id="dev-1", ip="83.1.2.3"),
+                             content_type="review", content_id=10, now=NOW)
+    assert first.action == "publish"
+    again = content_moderate(store=store, item=review(text, author_name="Marta", device_id="dev-1", ip="83.1.2.3"),
+                             content_type="review", content_id=11, now=NOW + timedelta(hours=1))
+    assert codes.REPETITION in again.triggered
+    # Another store never sees this store's history.
+    elsewhere = content_moderate(store=other_store, item=review(text, author_name="Marta", device_id="dev-1"),
+                                 content_type="review", content_id=10, now=NOW + timedelta(hours=1))
+    assert codes.REPETITION not in elsewhere.triggered
+    for name in ("Lucas", "Elena"):
+        content_moderate(store=store, item=review("Me encantan, cinco estrellas.", author_name=name, device_id="dev-1"),
+                         content_type="review", now=NOW + timedelta(hours=2))
+    sock = content_moderate(store=store, item=review("Las mejores del mercado.", author_name="Sofía", device_id="dev-1"),
+                            content_type="review", now=NOW + timedelta(hours=3))
+    assert codes.MULTIPLE_IDENTITIES in sock.triggered
+    # Past the window, history no longer counts.
+    later = content_moderate(store=store, item=review(text, author_name="Marta", device_id="dev-1"), content_type="review",
+                             now=NOW + timedelta(days=60))
+    assert codes.REPETITION not in later.triggered
+
+
+@pytest.mark.django_db
+def test_device_and_ip_are_never_stored_raw(store):
+    verdict = content_moderate(store=store, item=review("Bien.", device_id="localstorage-abc", ip="2001:db8::1"),
+                               content_type="review", now=NOW)
+    judgement = Judgement.objects.get(pk=verdict.judgement_id)
+    assert judgement.device_hash and "localstorage" not in judgement.device_hash
+    assert judgement.ip_hash and "2001" not in judgement.ip_hash
+    # The same IPv6 /64 is one subscriber.
+    other = content_moderate(store=store, item=review("Bien.", ip="2001:db8::2"), content_type="review", now=NOW)
+    assert Judgement.objects.get(pk=other.judgement_id).ip_hash == judgement.ip_hash
+
+
+@pytest.mark.django_db
+def test_impersonating_staff_named_in_the_policy(store):
+    policy_update(store=store, changes={"staff_names": ["Lucía Martín"], "brand_terms": ["Tienda Aurora"]})
+    verdict = content_moderate(store=store, item=review("Os confirmo la garantía de cinco años.", author_name="Lucia Martin"),
+                               content_type="answer", now=NOW)
+    assert verdict.triggered == [codes.IMPERSONATION] and verdict.action == "hold"
+    fine = content_moderate(store=store, item=review("Muy buenas.", author_name="María López"), content_type="review",
+                            now=NOW)
+    assert fine.action == "publish"
+
+
+@pytest.mark.django_db
+def test_links_to_the_stores_own_site_are_not_promotion(store):
+    text = "Las compré en https://tienda-aurora.example/zapatillas y llegaron en dos días."
+    assert codes.PROMOTIONAL in content_moderate(store=store, item=review(text), content_type="review", now=NOW).triggered
+    policy_update(store=store, changes={"allowed_domains": ["tienda-aurora.example"]})
+    assert codes.PROMOTIONAL not in content_moderate(store=store, item=review(text), content_type="review",
+                                                     now=NOW).triggered
+
+
+@pytest.mark.django_db
+def test_every_decision_is_audited_in_order(store):
+    user = get_user_model().objects.create_user("ana")
+    verdict = content_moderate(store=store, item=review("Sígueme en Instagram @runner"), content_type="comment",
+                               content_id=7, now=NOW)
+    decision_record(store=store, content_type="comment", content_id=7, action="reject", results=verdict.results,
+                    policy_version=verdict.policy_version, decided_by=user, automatic=False, now=NOW + timedelta(minutes=1))
+    decision_record(store=store, content_type="comment", content_id=7, action="publish", results=[],
+                    policy_version=verdict.policy_version, decided_by="ana", automatic=False, note="era del concurso",
+                    now=NOW + timedelta(minutes=2))
+    trail = decisions_list(store=store, content_type="comment", content_id=7)
+    assert [d.action for d in trail] == [verdict.action, "reject", "publish"]
+    assert trail[0].top_code == codes.PROMOTIONAL and trail[0].results[0]["code"] == codes.PROMOTIONAL
+    assert trail[2].note == "era del concurso" and trail[2].decided_by == "ana"
+    with pytest.raises(ValueError):
+        decision_record(store=store, content_type="comment", content_id=7, action="maybe", results=[],
+                        policy_version=1, decided_by="ana", automatic=False)
+
+
+@pytest.mark.django_db
+def test_erasing_a_customer_forgets_their_texts(store):
+    from tertulia.moderation.services import judgements_erase
+
+    content_moderate(store=store, item=review("Muy buenas.", customer_id=41), content_type="review", now=NOW)
+    content_moderate(store=store, item=review("Muy buenas.", customer_id=42), content_type="review", now=NOW)
+    assert judgements_erase(store=store, customer_id=41) == 1
+    assert list(Judgement.objects.values_list("customer_id", flat=True)) == [42]

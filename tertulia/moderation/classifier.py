@@ -31,6 +31,7 @@ _SHIFT = np.uint64(64 - DIM_BITS)
 _CHAR_NS = (3, 4, 5)
 _URL = re.compile(r"https?://|www\.|\.(?:com|net|org|es|io|ly|be|co)\b", re.IGNORECASE)
 _LONG_NUMBER = re.compile(r"\d[\d\s().-]{6,}\d")
+_NO_CAPITALS = {ord(c): None for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZÁÉÍÓÚÑÜÀÈÌÒÙÇ"}
 
 
 def _crc(text: str) -> int:
@@ -41,9 +42,9 @@ def features(normalized_text: str, tokens: list[str], raw: str) -> np.ndarray:
     """Sorted unique feature slots of one text (int64)."""
     slots: list[int] = [_crc("w:" + t) for t in tokens]
     slots.extend(_crc("b:" + a + " " + b) for a, b in zip(tokens, tokens[1:], strict=False))
-    # Facts about the raw text that the normalised form hides.
-    letters = sum(1 for ch in raw if ch.isalpha()) or 1
-    capitals = sum(1 for ch in raw if ch.isupper()) / letters
+    # Facts about the raw text that the normalised form hides (counted by C-level string methods).
+    letters = len(normalized_text) - normalized_text.count(" ") or 1
+    capitals = (len(raw) - len(raw.translate(_NO_CAPITALS))) / letters
     slots.append(_crc(f"m:len{min(len(tokens) // 5, 12)}"))
     if capitals > 0.5 and letters > 8:
         slots.append(_crc("m:shout"))

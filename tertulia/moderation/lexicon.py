@@ -20,7 +20,7 @@ LANGUAGES = ("es", "en")
 _GROUP = re.compile(r"\(([^()]*)\)")
 _PLACEHOLDER = re.compile(r"\{([A-Z_]+)\}")
 _OPEN_GROUP = re.compile(r"\((?!\?)")
-_LEADING_WORD = re.compile(r"^([a-zñ]+)(?: |$)")
+_LEADING_WORD = re.compile(r"^([a-zñ0-9]+)(?= |$|\( )")
 _LEADING_GROUP = re.compile(r"^\(([a-zñ |]+)\)(?![?*])")
 
 
@@ -121,22 +121,66 @@ def _alternation(words: list[str]) -> str:
     return "(?:" + "|".join(re.escape(w) for w in ordered) + ")"
 
 
+def _split_top(text: str) -> list[str]:
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == "|" and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _closing(source: str) -> int:
+    """Index of the parenthesis closing the one source starts with."""
+    depth = 0
+    for index, char in enumerate(source):
+        depth += char == "("
+        depth -= char == ")"
+        if depth == 0:
+            return index
+    return len(source) - 1
+
+
 def _keys(source: str, placeholders: dict[str, list[str]]) -> list[str] | None:
-    if source.startswith("^"):
-        source = source[1:]
+    """The words a text must contain for this pattern to have a chance; None when it could start anywhere."""
+    source = source.lstrip("^")
+    if not source:
+        return None
     match = _LEADING_WORD.match(source)
     if match:
         return [match.group(1)]
-    match = _LEADING_GROUP.match(source)
-    if match:
-        alternatives = match.group(1).split("|")
-        if all(alternatives):
-            return sorted({alt.split(" ")[0] for alt in alternatives})
-        return None
     match = re.match(r"^\{([A-Z_]+)\}", source)
-    if match and match.group(1) in placeholders:
+    if match:
+        if match.group(1) not in placeholders:
+            return None
         return sorted({word.split(" ")[0] for word in placeholders[match.group(1)]})
-    return None
+    if not source.startswith("("):
+        return None
+    end = _closing(source)
+    inner, rest = source[1:end], source[end + 1:]
+    optional = rest[:1] in ("?", "*")
+    if optional:
+        rest = rest[1:]
+    keys: set[str] = set()
+    for alternative in _split_top(inner):
+        found = _keys((alternative + rest) if alternative else rest, placeholders) if not optional else \
+            _keys(alternative, placeholders) if alternative.strip() else None
+        if found is None:
+            return None
+        keys.update(found)
+    if optional:
+        found = _keys(rest.lstrip(" "), placeholders)
+        if found is None:
+            return None
+        keys.update(found)
+    return sorted(keys)
 
 
 def _compile(source: str, weight: float, placeholders: dict[str, list[str]], alternations: dict[str, str]) -> Pattern:

@@ -22,7 +22,7 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     codes.HATE: {"hold": 0.4, "reject": 0.85},
     codes.REPETITION: {"hold": 0.5, "reject": 0.85},
     codes.PROMOTIONAL: {"hold": 0.5, "reject": 0.85},
-    codes.OFF_TOPIC: {"hold": 0.6, "reject": 1.0},
+    codes.OFF_TOPIC: {"hold": 0.55, "reject": 1.0},
     codes.MULTIPLE_IDENTITIES: {"hold": 0.5, "reject": 0.95},
     codes.IMPERSONATION: {"hold": 0.5, "reject": 0.95},
     codes.PERSONAL_DATA: {"hold": 0.5, "reject": 1.0},

@@ -6,6 +6,7 @@ that `moderation.selectors.check_context_build` fills from the database, and tha
 bench fill by hand.
 """
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -108,8 +109,11 @@ class Analysis:
         return cached
 
 
+_DOUBLE = re.compile(r"(.)\1")
+
+
 def _double(word: str) -> bool:
-    return any(a == b for a, b in zip(word, word[1:], strict=False))
+    return _DOUBLE.search(word) is not None
 
 
 def analyse(item: ContentItem, *, default_language: str = "es") -> Analysis:

@@ -119,8 +119,16 @@ def check_abuse(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
     model_scores = a.model_scores(ctx.toxicity_model)
     if model_scores:
         attack_p = _classifier_score(model_scores.get("attack", 0.0))
+        aimed = bool(tokens & lex.second_person)
+        named_group = bool(tokens & lex.groups)
+        if attack_p > 0 and combine(hate_scores) >= 0.4:
+            # Already caught as hate: the classifier saw the same words, it is not a second offence.
+            attack_p = 0.0
+        elif attack_p > 0 and named_group and not aimed:
+            hate_scores.append(min(attack_p, 0.6))
+            hate_evidence.append(f"classifier {model_scores['attack']:.2f} about a group")
+            attack_p = 0.0
         if attack_p > 0:
-            aimed = bool(tokens & lex.second_person)
             if insult_words:
                 insult_scores.append(attack_p)
             elif aimed:

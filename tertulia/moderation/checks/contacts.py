@@ -23,10 +23,10 @@ SHORTENERS = ("bit.ly", "tinyurl", "goo.gl", "t.co", "ow.ly", "cutt.ly", "is.gd"
               "linktr.ee", "wa.me", "t.me")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}", re.IGNORECASE)
 EMAIL_SPELLED = re.compile(
-    r"\b[\w.+-]{2,} ?(?:\(?(?:at|arroba)\)?|\[at\]) ?[\w-]{2,} ?(?:\(?(?:dot|punto)\)?|\[dot\]|\.) ?(?:com|net|org|es|io|eu)\b",
+    r"\b[\w.+-]{2,} ?[\[(]?(?:at|arroba)[\])]? ?[\w-]{2,} ?(?:[\[(]?(?:dot|punto)[\])]?|\.) ?(?:com|net|org|es|io|eu)\b",
     re.IGNORECASE,
 )
-_DIGIT_RUN = re.compile(r"(?:\+|\b)\d(?:[\s().-]{0,2}\d){6,}")
+_DIGIT_RUN = re.compile(r"\d(?:[\s().-]{0,2}\d){6,}")
 DNI = re.compile(r"\b(\d{8})[ -]?([A-HJ-NP-TV-Z])\b", re.IGNORECASE)
 NIE = re.compile(r"\b([XYZ])[ -]?(\d{7})[ -]?([A-HJ-NP-TV-Z])\b", re.IGNORECASE)
 IBAN = re.compile(r"\b([A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){3,7}(?:[ ]?[A-Z0-9]{1,3})?)\b")
@@ -120,7 +120,7 @@ def _find_numbers(raw: str, language: str, found: Contacts) -> None:
             found.ids.append(match.group(1))
     for match in CARD.finditer(raw):
         digits = re.sub(r"\D", "", match.group(0))
-        if 13 <= len(digits) <= 19 and _luhn(digits) and len(set(digits)) > 2:
+        if 13 <= len(digits) <= 19 and _luhn(digits) and len(set(digits)) > 1:
             found.ids.append(match.group(0).strip())
     seen: set[str] = set()
     for region in _REGIONS.get(language, _REGIONS["es"]):

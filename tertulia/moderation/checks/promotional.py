@@ -27,7 +27,8 @@ def check_promotional(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
         evidence.append(matched)
     if found.any_contact:
         offers = lex.patterns["contact_offer_patterns"].search(a.text, a.token_set)
-        scores.append(0.85 if offers else 0.4)
+        commercial = bool(scores) or bool(found.urls)
+        scores.append(0.85 if offers and commercial else 0.45 if offers else 0.35)
         evidence.extend(m for _, m in offers[:2])
     model_scores = a.model_scores(ctx.spam_model)
     if model_scores:

@@ -50,7 +50,8 @@ def check_repetition(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
                 score = 0.9 if subject_match else (0.8 if long_text else 0.35)
             elif similarity >= 0.6:
                 score = 0.7 if subject_match else (0.55 if long_text else 0.2)
-            elif subject_match and item.kind in _SINGLE_PER_SUBJECT and prior.kind == item.kind:
+            elif subject_match and item.kind in _SINGLE_PER_SUBJECT and prior.kind == item.kind and (
+                    prior.author_key == author_key or (item.customer_id and prior.customer_id == item.customer_id)):
                 score = 0.6
             score *= author
             why = "same author"
