@@ -159,6 +159,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--clients", type=int, default=4, help="client processes, one keep-alive connection each")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
+    parser.add_argument("--no-conn-health-checks", action="store_true",
+                        help="serve with CONN_HEALTH_CHECKS off (saves Django's ping round trip per request)")
     parser.add_argument("--threads", type=int, default=4,
                         help="threads per gunicorn process, gthread with keep-alive like `tertulia serve` (1 = sync)")
     args = parser.parse_args()
@@ -171,6 +173,11 @@ def main() -> int:
         if env.get("DATABASE_URL"):
             database = "postgresql"
             env["DATABASE_URL"], scratch = _scratch_database(env["DATABASE_URL"])
+        if args.no_conn_health_checks:
+            with open(os.path.join(home, "bench_settings.py"), "w") as handle:
+                handle.write('from tertulia.settings import *  # noqa\nDATABASES["default"]["CONN_HEALTH_CHECKS"] = False\n')
+            env["PYTHONPATH"] = home + os.pathsep + env.get("PYTHONPATH", "")
+            env["DJANGO_SETTINGS_MODULE"] = "bench_settings"
         tertulia("migrate", "-v0", env=env)
         seeded = tertulia("shell", "-c", _SETUP, env=env).strip().splitlines()[-1]
         port = free_port()
@@ -194,7 +201,7 @@ def main() -> int:
         results.append(run_phase(port, "decision", args.seconds, args.clients,
                                  during=lambda: open(signal, "w").close()))
         decider.wait(timeout=60)
-        print(f"database: {database}; reviews on the product: {seeded}; gunicorn: {args.workers} workers x "
+        print(f"database: {database}{' (CONN_HEALTH_CHECKS off)' if args.no_conn_health_checks else ''}; reviews on the product: {seeded}; gunicorn: {args.workers} workers x "
               f"{args.threads} thread(s); {args.clients} client processes; {args.seconds:.0f} s per phase; "
               f"{os.cpu_count()} CPUs shared by server and clients")
         ok = True
