@@ -397,3 +397,27 @@ def test_author_told_by_email_when_held(store, products, script):
     run_worker(once=True, name="t", housekeeping=False)
     assert [m.to for m in mail.outbox] == [["autor@example.com"]]
     assert "moderador" in mail.outbox[0].body
+
+
+def test_rejection_notice_over_real_smtp(store, products, script, settings):
+    """The author's e-mail goes through Django's SMTP backend to a real (in-process) SMTP server."""
+    import email
+    import email.policy
+
+    from fakes.smtp import SmtpServer
+
+    with SmtpServer() as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        services.review_submit(store=store, product=products["ACE-1"], rating=1,
+                               text="<script>alert(1)</script> fuera [reject:insult]",
+                               author=Author(email="writer@example.com"), language="en")
+        run_worker(once=True, name="t", housekeeping=False)
+    assert [m["rcpt_tos"] for m in server.handler.messages] == [["writer@example.com"]]
+    message = email.message_from_bytes(server.handler.messages[0]["data"], policy=email.policy.default)
+    assert "did not publish" in message["Subject"]
+    assert message.get_content_type() == "text/plain"  # plain text: nothing in it can run
+    body = message.get_content()
+    assert "Negative opinions are welcome" in body and "<script>alert(1)</script>" in body
