@@ -35,6 +35,7 @@ __all__ = [
 MAX_TEXT = 4000
 _SHORT_FOR_BANDS = 8  # words; shorter texts collide too often for SimHash bands to mean anything
 _ACTION_ALIASES = {"approve": Action.PUBLISH, "approved": Action.PUBLISH, "publish": Action.PUBLISH,
+                   "published": Action.PUBLISH, "held": Action.HOLD,
                    "hold": Action.HOLD, "reject": Action.REJECT, "rejected": Action.REJECT}
 
 
