@@ -245,3 +245,13 @@ def test_merging_two_welcomed_people_keeps_their_enrollments(shop):
     assert len({e.customer_id for e in enrollments(shop, "welcome")}) == 1
     triggers_sweep(now=start + timedelta(hours=1, seconds=3), store=shop, full=True)
     assert enrollments(shop, "welcome").count() == 2
+
+
+def test_a_cart_that_changes_hands_is_enrolled_once(shop):
+    subscribe(shop, "ana@example.com")
+    subscribe(shop, "bea@example.com")
+    cart(shop, "ana@example.com", "c1", at=NOW)
+    assert triggers_sweep(now=NOW + timedelta(minutes=31), store=shop) == 1
+    cart(shop, "bea@example.com", "c1", at=NOW + timedelta(minutes=32))  # Bea logs in on the same cart
+    triggers_sweep(now=NOW + timedelta(hours=2), store=shop, full=True)
+    assert enrollments(shop, "abandoned_cart").count() == 1

@@ -93,6 +93,8 @@ class Enrollment(StoreScoped):
         indexes = [
             models.Index(fields=["store", "journey_key", "enrolled_at"], name="enrollment_by_journey"),
             models.Index(fields=["store", "customer", "status"], name="enrollment_by_person"),
+            # A cart, order or review enrolls once, whoever it belongs to by now (journeys.triggers).
+            models.Index(fields=["journey", "trigger_type", "trigger_id"], name="enrollment_by_trigger"),
         ]
 
 

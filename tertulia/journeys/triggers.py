@@ -185,8 +185,8 @@ def _reachable(channels: set[str]) -> Exists:
 
 
 def _enrolled(journey: Journey, trigger_type: str, trigger_id: str | Any) -> Exists:
-    return Exists(Enrollment.objects.filter(journey_id=journey.pk, customer_id=OuterRef("customer_id"),
-                                            trigger_type=trigger_type, trigger_id=trigger_id))
+    # Whoever it was for: a cart that changed hands (or two profiles merged) is still enrolled once.
+    return Exists(Enrollment.objects.filter(journey_id=journey.pk, trigger_type=trigger_type, trigger_id=trigger_id))
 
 
 def _live_customer() -> Q:
@@ -583,17 +583,16 @@ def carts_reschedule(*, journey: Journey, now: datetime, full: bool = False) -> 
     is_full = full or seen is None or now - seen.full_at >= FULL_EVERY
     low = now - _lookback(journey) if is_full else max(now - _lookback(journey), seen.high - OVERLAP)
     active_since = Enrollment.objects.filter(
-        journey_id=journey.pk, customer_id=OuterRef("customer_id"), trigger_type=TriggerType.CART,
-        trigger_id=OuterRef("external_id"), status=EnrollmentStatus.ACTIVE, trigger_at__lt=OuterRef("last_event_at"))
-    carts = {
-        (customer_id, external_id): last
-        for customer_id, external_id, last in Cart.objects.for_store(journey.store_id)
+        journey_id=journey.pk, trigger_type=TriggerType.CART, trigger_id=OuterRef("external_id"),
+        status=EnrollmentStatus.ACTIVE, trigger_at__lt=OuterRef("last_event_at"))
+    carts = dict(
+        Cart.objects.for_store(journey.store_id)
         # Written since the last look, not only active: a cart whose activity is recent but whose
         # row was not touched since has been looked at already.
         .filter(status=CartStatus.OPEN, last_event_at__gt=low, updated_at__gt=low, customer__isnull=False)
         .filter(Exists(active_since))
-        .values_list("customer_id", "external_id", "last_event_at")
-    }
+        .values_list("external_id", "last_event_at")
+    )
     _remember(journey, _RESCHEDULE, now, Window(low, now), is_full)
     if not carts:
         return 0
@@ -602,15 +601,15 @@ def carts_reschedule(*, journey: Journey, now: datetime, full: bool = False) -> 
     enrollments = list(
         Enrollment.objects.for_store(journey.store_id)
         .filter(journey_id=journey.pk, trigger_type=TriggerType.CART, status=EnrollmentStatus.ACTIVE,
-                customer_id__in=sorted({c for c, _ in carts}), trigger_id__in=sorted({t for _, t in carts}))
+                trigger_id__in=sorted(carts))
         .exclude(Exists(started))
-        .values_list("id", "customer_id", "trigger_id", "trigger_at")
+        .values_list("id", "trigger_id", "trigger_at")
     )
 
     def write() -> int:
         count = 0
-        for enrollment_id, customer_id, trigger_id, old in enrollments:
-            new = carts.get((customer_id, trigger_id))
+        for enrollment_id, trigger_id, old in enrollments:
+            new = carts.get(trigger_id)
             if new is None or new <= old:
                 continue
             # Guarded on the old moment: a concurrent sweep that moved it first wins, nothing moves twice.
