@@ -219,3 +219,31 @@ def test_labelled_test_split_quality_floor():
     precision, recall = tp / (tp + fp), tp / (tp + fn)
     assert precision >= 0.85 and recall >= 0.8, (precision, recall)
     assert clean_flagged <= 3
+
+
+def test_evidence_is_given_as_written():
+    _, results = flagged("Eres un IMBÉCIL y una m.i.e.r.d.a de persona")
+    assert "IMBÉCIL" in results[codes.INSULT].evidence
+    assert "m.i.e.r.d.a" in results[codes.RUDENESS].evidence
+
+
+def test_writing_style_links_names_on_one_product():
+    text = "ESTUPENDAS!!! las mejores zapatillas del mundo mundial... compradlas ya ,no os arrepentireis jajaja"
+    history = [prior("ESTUPENDAS!!! las mejores zapatillas del universo... compradlas ya ,os van a encantar jajaja",
+                     author_name="Runner88", device_hash="a", ip_hash="b")]
+    context = CheckContext(device_hash="c", ip_hash="d", history=history, **MODELS)
+    _, results = flagged(text, context=context, author_name="Corredora")
+    assert results[codes.MULTIPLE_IDENTITIES].score > 0 and "writes like" in results[codes.MULTIPLE_IDENTITIES].evidence[0]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=400), st.text(max_size=40))
+def test_any_text_gets_scores_between_0_and_1(text, name):
+    results = run_checks(ContentItem(kind="comment", text=text, author_name=name, subject=name),
+                         CheckContext(**MODELS))[1]
+    assert {r.code for r in results} == set(codes.REASON_CODES)
+    assert all(0.0 <= r.score <= 1.0 for r in results)

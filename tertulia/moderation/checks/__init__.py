@@ -116,8 +116,12 @@ def _double(word: str) -> bool:
     return _DOUBLE.search(word) is not None
 
 
+MAX_ANALYSED = 20_000  # characters; longer texts are judged on their beginning (ugc limits far below this)
+
+
 def analyse(item: ContentItem, *, default_language: str = "es") -> Analysis:
     raw = f"{item.title}\n{item.text}" if item.title else item.text
+    raw = raw[:MAX_ANALYSED]
     norm = normalize(raw)
     lex = lexicon()
     known, common = lex.known, lex.common
@@ -191,4 +195,25 @@ def run_checks(item: ContentItem, context: CheckContext, *, analysis: Analysis |
         if not any(code in context.enabled for code in produced):
             continue
         results.extend(r for r in check(analysis, context) if r.code in context.enabled)
+    folded = None
+    for result in results:
+        if result.score > 0 and result.evidence:
+            if folded is None:
+                folded = fold(analysis.norm.raw)
+            result.evidence = [as_written(analysis.norm.raw, folded, e) for e in result.evidence]
     return analysis, results
+
+
+_EVIDENCE_WORD = re.compile(r"^[a-zñ0-9 ]{2,80}$")
+
+
+def as_written(raw: str, folded: str, evidence: str) -> str:
+    """Evidence in the author's own spelling ("imbécil", "P.U.T.A"), so a moderator's screen can find
+    and mark it in the text; normalised evidence stays as it is when no such span exists."""
+    if len(folded) != len(raw) or not _EVIDENCE_WORD.match(evidence):
+        return evidence
+    letters = [re.escape(ch) for ch in evidence.replace(" ", "")]
+    if not letters:
+        return evidence
+    match = re.search(r"(?<![^\W_])" + r"[\W_]{0,3}".join(letters) + r"(?![^\W_])", folded)
+    return raw[match.start():match.end()] if match else evidence
