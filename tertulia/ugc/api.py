@@ -123,7 +123,7 @@ class AuthorFields(Schema):
 
 class ReviewIn(AuthorFields):
     rating: int = Field(..., ge=1, le=5)
-    title: str | None = Field(None, max_length=150)
+    title: str | None = Field(None, max_length=200)
     text: str = Field(..., max_length=5000)
     token: str | None = Field(None, description="The signed review link of a delivered order: verified buyer.")
 

@@ -80,7 +80,7 @@ class Review(Contribution):
     # Set when written through the review link of an order: one review per item per order.
     order = models.ForeignKey("commerce.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     rating = models.PositiveSmallIntegerField()
-    title = models.CharField(max_length=150, blank=True)
+    title = models.CharField(max_length=200, blank=True)
     reply_text = models.TextField(blank=True)
     reply_at = models.DateTimeField(null=True, blank=True)
     reply_by = models.CharField(max_length=150, blank=True)

@@ -53,7 +53,8 @@ from tertulia.ugc.photos import MAX_PHOTOS, EncodedPhoto, photo_encode, photo_st
 logger = logging.getLogger(__name__)
 
 TEXT_MAX = 5000
-TITLE_MAX = 150
+TITLE_MAX = 200
+THREAD_TITLE_MAX = 150
 NAME_MAX = 80
 NOTE_MAX = 500
 COMMENT_MAX_DEPTH = 5
@@ -694,7 +695,7 @@ def forum_post(*, store: Store, text, author: Author = Author(), language="", ca
     clean = _author_fields(problems, author, language=language, client_key=client_key)
     thread = reply_to = None
     if thread_id is None:
-        title = problems.text("title", title, required=True, maximum=TITLE_MAX, single_line=True)
+        title = problems.text("title", title, required=True, maximum=THREAD_TITLE_MAX, single_line=True)
         if category is None:
             problems.add("category", "required", _("Choose the forum of a category."))
     else:
