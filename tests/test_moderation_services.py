@@ -54,7 +54,8 @@ def test_insult_is_rejected_with_reason_and_evidence(store):
     assert verdict.action == "reject"
     assert verdict.triggered[0] == codes.INSULT
     result = verdict.result(codes.INSULT)
-    assert result.score >= 0.85 and any("imbecil" in e for e in result.evidence)
+    assert result.score >= 0.85 and any("imbécil" in e for e in result.evidence)
+    assert type(result.score) is float
     decision = Decision.objects.get(content_id=3)
     assert decision.top_code == codes.INSULT
     assert {r["code"] for r in decision.results} >= {codes.INSULT}

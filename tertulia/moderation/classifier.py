@@ -90,7 +90,7 @@ class Classifier:
         out = {}
         for name, head in self.heads.items():
             z = float(head.weights[slots].sum()) * scale + head.bias
-            out[name] = 1.0 / (1.0 + np.exp(-z))
+            out[name] = float(1.0 / (1.0 + np.exp(-z)))
         return out
 
     def to_json(self) -> bytes:

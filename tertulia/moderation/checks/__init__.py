@@ -163,7 +163,7 @@ def combine(scores: list[float]) -> float:
     top = ordered[0]
     if len(ordered) > 1:
         top += (1 - top) * ordered[1] * 0.5
-    return min(round(top, 4), 0.99)
+    return float(min(round(top, 4), 0.99))
 
 
 def _registry() -> list[tuple[tuple[str, ...], Check]]:
