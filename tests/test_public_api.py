@@ -6,6 +6,9 @@ import io
 import orjson
 import pytest
 from django.core.cache import cache
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from PIL import Image
 from ugc_support import catalogue, delivered_order, image_bytes, review_token, scripted_moderation
 
@@ -199,6 +202,9 @@ def test_malformed_bodies(client, shop, products):
     assert text.status_code == 415
     form = client.post(f"{BASE}/tienda/products/ACE-1/questions", {"text": "hola"})  # multipart to a JSON endpoint
     assert form.status_code == 415
+    broken = client.post(f"{BASE}/tienda/products/ACE-1/reviews", b"--nope\r\ngarbage",
+                         content_type="multipart/form-data; boundary=")
+    assert broken.status_code == 400 and error(broken)["code"] == "invalid_multipart"
     assert not Review.objects.exists() and not Question.objects.exists()
 
 
@@ -428,3 +434,23 @@ def test_openapi_document(client, shop):
     assert "/api/v1/public/{store}/products/{sku}/reviews" in document["paths"]
     post_doc = document["paths"]["/api/v1/public/{store}/products/{sku}/reviews"]["post"]
     assert "multipart/form-data" in post_doc["requestBody"]["content"]
+
+
+# --- no input makes it fail -------------------------------------------------------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=6)
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(st.sampled_from(["rating", "title", "text", "display_name", "email", "device_id",
+                                             "language", "token", "parent_id", "reason", "x"]), _json, max_size=6))
+def test_any_json_body_gets_an_answer_not_a_500(client, shop, products, body):
+    cache.clear()
+    for path in ("/tienda/products/ACE-1/reviews", "/tienda/products/ACE-1/questions",
+                 "/tienda/products/ACE-1/comments", "/tienda/testimonials"):
+        response = post(client, path, body)
+        assert response.status_code in (200, 201, 400, 404, 422), (path, body, response.content)
+        if response.status_code >= 400:
+            error(response)

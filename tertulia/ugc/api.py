@@ -15,6 +15,7 @@ import orjson
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -267,8 +268,12 @@ class _Body:
         if (request.content_type or "") == "multipart/form-data":
             if not photos:
                 raise ApiError("unsupported_media_type", "Send the body as application/json.", 415)
-            self.data: dict[str, Any] = {k: request.POST.get(k) for k in request.POST}
-            files = request.FILES.getlist("photos")
+            try:
+                self.data: dict[str, Any] = {k: request.POST.get(k) for k in request.POST}
+                files = request.FILES.getlist("photos")
+            except MultiPartParserError as exc:
+                raise ApiError("invalid_multipart", "The multipart body could not be read.", 400,
+                               [ErrorDetail(field="", code="invalid_multipart", message=str(exc)[:200])]) from None
             extra_files = [name for name in request.FILES if name != "photos"]
             problems = [ErrorDetail(field=name, code="unknown_field", message="Not a field of this endpoint.")
                         for name in extra_files]
