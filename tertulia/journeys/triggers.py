@@ -20,12 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.db.models.fields.json import JSONField
 from django.utils import timezone
 
@@ -39,6 +39,7 @@ from tertulia.core.db import (
     insert_returning,
     is_postgres,
     is_sqlite,
+    select_in,
 )
 from tertulia.customers.models import Consent, ConsentStatus
 from tertulia.journeys.definitions import CONFIRM_STEP, assignment_for, journey_channels, steps_effective
@@ -179,18 +180,53 @@ def enrollments_create(*, journey: Journey, candidates: Iterable[Candidate], now
 # --- Finders: one set-wise query per kind of fact ----------------------------------------------------
 
 
-def _reachable(channels: set[str]) -> Exists:
-    return Exists(Consent.objects.filter(customer_id=OuterRef("customer_id"), channel__in=sorted(channels),
-                                         status=ConsentStatus.SUBSCRIBED))
+# Finders read a range of facts with one indexed query, then drop who is enrolled already, not
+# reachable or gone with lookups keyed by the ids found (one array each on PostgreSQL). Correlated
+# NOT EXISTS filters would say the same, but right after a bulk load PostgreSQL's statistics are
+# stale and it may plan them as scans per row: keyed lookups stay linear whatever the planner knows.
 
 
-def _enrolled(journey: Journey, trigger_type: str, trigger_id: str | Any) -> Exists:
-    # Whoever it was for: a cart that changed hands (or two profiles merged) is still enrolled once.
-    return Exists(Enrollment.objects.filter(journey_id=journey.pk, trigger_type=trigger_type, trigger_id=trigger_id))
+def _aware(value: Any) -> datetime:
+    if isinstance(value, str):  # raw rows from SQLite: Django's naive-UTC text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _live_customer() -> Q:
-    return Q(customer__isnull=False, customer__erased_at__isnull=True, customer__merged_into__isnull=True)
+def _keep(journey: Journey, rows: list[tuple], trigger_type: str) -> list[tuple]:
+    """Rows (customer id, trigger id, moment, ...) of people reachable, alive and not enrolled for that trigger.
+
+    Enrolled is by trigger whoever it was for: a cart that changed hands, or two profiles merged,
+    is still enrolled once.
+    """
+    if not rows:
+        return []
+    store_id = journey.store_id
+    enrolled = {row[0] for row in select_in(
+        "SELECT trigger_id FROM journeys_enrollment WHERE journey_id = %s AND trigger_type = %s",
+        [journey.pk, trigger_type], "trigger_id", sorted({str(r[1]) for r in rows}))}
+    rows = [r for r in rows if r[1] not in enrolled]
+    customers = sorted({r[0] for r in rows})
+    reachable: set[int] = set()
+    for channel in sorted(journey_channels(journey.definition)):
+        reachable.update(row[0] for row in select_in(
+            "SELECT customer_id FROM customers_consent WHERE store_id = %s AND channel = %s AND status = %s",
+            [store_id, channel, ConsentStatus.SUBSCRIBED.value], "customer_id", customers))
+    live = {row[0] for row in select_in(
+        "SELECT id FROM customers_customer WHERE store_id = %s AND erased_at IS NULL AND merged_into_id IS NULL",
+        [store_id], "id", sorted(reachable))}
+    return [r for r in rows if r[0] in live]
+
+
+def _last_orders_of(store_id: int, customers: list[int]) -> dict[int, datetime]:
+    """Each person's most recent order that was not cancelled."""
+    latest: dict[int, datetime] = {}
+    for customer_id, placed_at in select_in(
+            "SELECT customer_id, placed_at FROM commerce_order WHERE store_id = %s AND placed_at IS NOT NULL "
+            "AND status <> 'cancelled'", [store_id], "customer_id", customers):
+        placed_at = _aware(placed_at)
+        if customer_id not in latest or placed_at > latest[customer_id]:
+            latest[customer_id] = placed_at
+    return latest
 
 
 @dataclass(slots=True)
@@ -216,29 +252,27 @@ def _full_window(journey: Journey, now: datetime, wait: int) -> Window:
 
 def carts_abandoned(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
     """Open carts with items and a reachable person, quiet since the window, with no order since."""
-    rows = (
+    rows = list(
         Cart.objects.for_store(journey.store_id)
-        .filter(_live_customer(), status=CartStatus.OPEN, last_event_at__gt=window.low, last_event_at__lte=window.high)
+        .filter(status=CartStatus.OPEN, last_event_at__gt=window.low, last_event_at__lte=window.high,
+                customer__isnull=False)
         .exclude(items=[])
-        .filter(_reachable(journey_channels(journey.definition)))
-        .exclude(_enrolled(journey, TriggerType.CART, OuterRef("external_id")))
-        .exclude(Exists(Order.objects.filter(store_id=journey.store_id, customer_id=OuterRef("customer_id"),
-                                             placed_at__gte=OuterRef("last_event_at"))))
         .values_list("customer_id", "external_id", "last_event_at")
     )
-    return [Candidate(customer_id, TriggerType.CART, external_id, at) for customer_id, external_id, at in rows]
+    rows = _keep(journey, rows, TriggerType.CART)
+    latest = _last_orders_of(journey.store_id, sorted({r[0] for r in rows}))
+    return [Candidate(customer_id, TriggerType.CART, external_id, at) for customer_id, external_id, at in rows
+            if not (customer_id in latest and latest[customer_id] >= at)]
 
 
 def orders_placed(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
-    rows = (
+    rows = list(
         Order.objects.for_store(journey.store_id)
-        .filter(_live_customer(), placed_at__gt=window.low, placed_at__lte=window.high)
+        .filter(placed_at__gt=window.low, placed_at__lte=window.high, customer__isnull=False)
         .exclude(status=OrderStatus.CANCELLED)
-        .filter(_reachable(journey_channels(journey.definition)))
-        .exclude(_enrolled(journey, TriggerType.ORDER, OuterRef("external_id")))
         .values_list("customer_id", "external_id", "placed_at")
     )
-    return [Candidate(customer_id, TriggerType.ORDER, external_id, at) for customer_id, external_id, at in rows]
+    return [Candidate(c, TriggerType.ORDER, external_id, at) for c, external_id, at in _keep(journey, rows, TriggerType.ORDER)]
 
 
 def category_waits(*, store_id: int, skus: set[str], category_delays: dict[str, int]) -> dict[str, int]:
@@ -273,13 +307,11 @@ def orders_delivered_for_review(journey: Journey, window: Window, now: datetime)
     waits = [default, *delays.values()]
     low = now - timedelta(seconds=max(waits)) - _lookback(journey)
     high = now - timedelta(seconds=min(waits)) + lookahead()
-    rows = list(
+    rows = _keep(journey, list(
         Order.objects.for_store(journey.store_id)
-        .filter(_live_customer(), delivered_at__gt=low, delivered_at__lte=high, cancelled_at__isnull=True)
-        .filter(_reachable(journey_channels(journey.definition)))
-        .exclude(_enrolled(journey, TriggerType.ORDER, OuterRef("external_id")))
+        .filter(delivered_at__gt=low, delivered_at__lte=high, cancelled_at__isnull=True, customer__isnull=False)
         .values_list("customer_id", "external_id", "delivered_at", "items")
-    )
+    ), TriggerType.ORDER)
     skus = {str(item.get("sku")) for *_, items in rows for item in (items or []) if isinstance(item, dict)}
     by_sku = category_waits(store_id=journey.store_id, skus=skus, category_delays=delays)
     candidates = []
@@ -293,12 +325,14 @@ def orders_delivered_for_review(journey: Journey, window: Window, now: datetime)
     return candidates
 
 
-def _cooling(journey: Journey, now: datetime) -> Exists | None:
+def _cooling(journey: Journey, now: datetime, customers: list[int]) -> set[int]:
+    """People asked by this journey within its cooldown."""
     cooldown = int((journey.definition.get("trigger") or {}).get("cooldown_seconds") or 0)
-    if not cooldown:
-        return None
-    return Exists(Enrollment.objects.filter(journey_id=journey.pk, customer_id=OuterRef("customer_id"),
-                                            enrolled_at__gt=now - timedelta(seconds=cooldown)))
+    if not cooldown or not customers:
+        return set()
+    since = db_datetime(now - timedelta(seconds=cooldown))
+    return {row[0] for row in select_in("SELECT customer_id FROM journeys_enrollment WHERE journey_id = %s "
+                                        "AND enrolled_at > %s", [journey.pk, since], "customer_id", customers)}
 
 
 def orders_delivered_for_referral(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
@@ -307,18 +341,18 @@ def orders_delivered_for_referral(journey: Journey, window: Window, now: datetim
     after = trigger.get("after_delivery_seconds")
     if after is None:
         return []
-    query = (
+    rows = _keep(journey, list(
         Order.objects.for_store(journey.store_id)
-        .filter(_live_customer(), delivered_at__gt=window.low, delivered_at__lte=window.high, cancelled_at__isnull=True)
-        .filter(_reachable(journey_channels(journey.definition)))
-        .exclude(_enrolled(journey, TriggerType.ORDER, OuterRef("external_id")))
-    )
-    cooling = _cooling(journey, now)
-    if cooling is not None:
-        query = query.exclude(cooling)
+        .filter(delivered_at__gt=window.low, delivered_at__lte=window.high, cancelled_at__isnull=True,
+                customer__isnull=False)
+        .values_list("customer_id", "external_id", "delivered_at")
+    ), TriggerType.ORDER)
+    cooling = _cooling(journey, now, sorted({r[0] for r in rows}))
     latest: dict[int, Candidate] = {}
     shift = int(after) - _wait(journey)
-    for customer_id, external_id, delivered_at in query.values_list("customer_id", "external_id", "delivered_at"):
+    for customer_id, external_id, delivered_at in rows:
+        if customer_id in cooling:
+            continue
         if customer_id not in latest or delivered_at > latest[customer_id].trigger_at:
             latest[customer_id] = Candidate(customer_id, TriggerType.ORDER, external_id, delivered_at, shift_seconds=shift)
     return list(latest.values())
@@ -366,19 +400,16 @@ def confirmations(journey: Journey, window: Window, now: datetime) -> list[Candi
 def last_orders(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
     """Win-back: people whose most recent order was placed the set time ago and who bought nothing since."""
     after = int((journey.definition.get("trigger") or {}).get("after_last_order_seconds") or 0)
-    later = Order.objects.filter(store_id=journey.store_id, customer_id=OuterRef("customer_id"),
-                                 placed_at__gt=OuterRef("placed_at"))
-    rows = (
+    rows = _keep(journey, list(
         Order.objects.for_store(journey.store_id)
-        .filter(_live_customer(), placed_at__gt=window.low, placed_at__lte=window.high)
+        .filter(placed_at__gt=window.low, placed_at__lte=window.high, customer__isnull=False)
         .exclude(status=OrderStatus.CANCELLED)
-        .exclude(Exists(later))
-        .filter(_reachable(journey_channels(journey.definition)))
-        .exclude(_enrolled(journey, TriggerType.ORDER, OuterRef("external_id")))
         .values_list("customer_id", "external_id", "placed_at")
-    )
+    ), TriggerType.ORDER)
+    latest = _last_orders_of(journey.store_id, sorted({r[0] for r in rows}))
     shift = after - _wait(journey)
-    return [Candidate(c, TriggerType.ORDER, external_id, at, shift_seconds=shift) for c, external_id, at in rows]
+    return [Candidate(c, TriggerType.ORDER, external_id, at, shift_seconds=shift) for c, external_id, at in rows
+            if latest.get(c) == at]
 
 
 @dataclass(frozen=True, slots=True)
