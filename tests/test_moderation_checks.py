@@ -27,7 +27,8 @@ def flagged(text, *, context=None, language="", **item):
 @pytest.mark.parametrize("text", [
     "Eres un imbécil", "Sois unos inútiles, no sabéis ni empaquetar", "El vendedor es un idiota", "¡Idiota!",
     "Eres un 1d10t4", "eres un i d i o t a", "You're an idiot", "The seller is a moron", "What an idiot you are",
-    "Thanks for nothing, idiot.", "you are a m0r0n", "Shut up, clown",
+    "Thanks for nothing, idiot.", "you are a m0r0n", "Shut up, clown", "Eres un i d i o t a y se nota",
+    "Eres un h1j0 de p*ta",
 ])
 def test_insult(text):
     assert codes.INSULT in flagged(text)[0]
@@ -74,6 +75,7 @@ def test_promotional(text):
     "Mi correo es laura.gomez82@gmail.com", "Su teléfono es 654 321 987", "Mi DNI es 12345678Z",
     "Escribid a carlos [arroba] gmail punto com", "My email is anna.trail@gmail.com", "Call him at (212) 555-0198",
     "The card is 4111 1111 1111 1111", "El IBAN es ES91 2100 0418 4502 0005 1332",
+    "Me dieron el IBAN ES91 2100 0418 4502 0005 1332 y nada",
 ])
 def test_personal_data(text):
     found, results = flagged(text)
@@ -118,6 +120,8 @@ def test_negative_is_not_a_violation(text):
     "Great chair, my back pain is gone after weeks of working from home.", "Does the pan work on induction?",
     "Me encantan, gracias Tienda Aurora por el trato.", "Runs a bit large but the quality is very good.",
     "Compré dos pares por 120€ y el pedido 123456789 llegó en 24h.",
+    "¿Hacéis envíos a Canarias? No encuentro la información en la web.",
+    "Estas zapatillas son las mejores que he tenido, y estas otras también.",
 ])
 def test_ordinary_comments_publish(text):
     assert flagged(text)[0] == set()

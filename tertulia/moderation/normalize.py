@@ -69,6 +69,7 @@ _SPACED_BLANK = re.compile(r"(?<![^\W_])(?:[^\W_] ){3,}[^\W_](?![^\W_])")
 _RUN3 = re.compile(r"(.)\1{2,}")
 _DOUBLE = re.compile(r"(.)\1")
 _SEPARATORS = re.compile(r"[\s.\-_*·~/,]+")
+_ONE_LETTER_WORDS = frozenset("yaoeu")  # Spanish words of one letter
 
 
 @dataclass(slots=True)
@@ -101,7 +102,14 @@ def normalize(text: str) -> Normalized:
     folded = fold(text)
     if not _PUNCT_SPACED.isdisjoint(folded):
         folded = _SPACED_PUNCT.sub(_join_spaced, folded)
-    folded = _SPACED_BLANK.sub(_join_spaced, folded)
+    swallowed: set[str] = set()
+    if " " in folded:
+        def join_blank(match: re.Match) -> str:
+            joined = _join_spaced(match)
+            if joined != match.group(0) and joined[-1] in _ONE_LETTER_WORDS:
+                swallowed.add(joined)  # "i d i o t a y" may be "idiota y"
+            return joined
+        folded = _SPACED_BLANK.sub(join_blank, folded)
     tokens: list[str] = []
     alternates: dict[int, tuple[str, ...]] = {}
     disguised: list[str] = []
@@ -115,6 +123,8 @@ def normalize(text: str) -> Normalized:
             disguised.append(token)
             other = (*other, _RUN3.sub(r"\1\1", token))
             token = _RUN3.sub(r"\1", token)
+        if swallowed and token in swallowed:
+            other = (*other, token[:-1])
         if other:
             alternates[len(tokens)] = other
         tokens.append(token)

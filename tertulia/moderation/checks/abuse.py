@@ -142,6 +142,9 @@ def check_abuse(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
             rude_scores.append(rude_p if (strong or mild) else min(rude_p, 0.45))
             rude_evidence.append(f"classifier {model_scores['rudeness']:.2f}")
 
+    if combine(hate_scores) >= 0.4 and not (tokens & lex.second_person):
+        # "Los X son unos vagos" is hate about a group; the insulting word is not a separate insult.
+        insult_scores = [s * 0.5 for s in insult_scores]
     return [
         CheckResult(codes.INSULT, combine(insult_scores), _unique(insult_evidence)),
         CheckResult(codes.PERSONAL_ATTACK, combine(attack_scores), _unique(attack_evidence)),

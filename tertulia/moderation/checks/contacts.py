@@ -29,7 +29,7 @@ EMAIL_SPELLED = re.compile(
 _DIGIT_RUN = re.compile(r"\d(?:[\s().-]{0,2}\d){6,}")
 DNI = re.compile(r"\b(\d{8})[ -]?([A-HJ-NP-TV-Z])\b", re.IGNORECASE)
 NIE = re.compile(r"\b([XYZ])[ -]?(\d{7})[ -]?([A-HJ-NP-TV-Z])\b", re.IGNORECASE)
-IBAN = re.compile(r"\b([A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){3,7}(?:[ ]?[A-Z0-9]{1,3})?)\b")
+IBAN = re.compile(r"\b([A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){3,7}(?:[ ]?\d{1,3})?)\b")
 CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
 _DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
 _REGIONS = {"es": ("ES", "US", "GB", "MX"), "en": ("US", "GB", "ES", "MX")}
@@ -97,7 +97,8 @@ def find_contacts(raw: str, *, language: str, allowed_domains: tuple[str, ...] =
         urls = [u.rstrip(".,;:!?)") for u in URL.findall(text_for_urls)]
         if "dot" in raw or "punto" in raw or ". " in raw:
             urls += [m.group(0) for m in URL_SPELLED.finditer(lowered or raw.lower())]
-        found.urls = [u for u in urls if not is_allowed(u, allowed_domains) and not _looks_like_number(u)]
+        found.urls = [u for u in urls if not is_allowed(u, allowed_domains) and not _looks_like_number(u)
+                      and not any(u in e for e in found.emails)]
     if _DIGIT_RUN.search(raw):
         _find_numbers(raw, language, found)
     return found

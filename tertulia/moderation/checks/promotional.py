@@ -27,7 +27,7 @@ def check_promotional(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
         evidence.append(matched)
     if found.any_contact:
         offers = lex.patterns["contact_offer_patterns"].search(a.text, a.token_set)
-        commercial = bool(scores) or bool(found.urls)
+        commercial = max(scores, default=0.0) >= 0.5 or bool(found.urls)
         scores.append(0.85 if offers and commercial else 0.45 if offers else 0.35)
         evidence.extend(m for _, m in offers[:2])
     model_scores = a.model_scores(ctx.spam_model)
