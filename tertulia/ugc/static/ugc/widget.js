@@ -17,7 +17,7 @@
   const plural = (one, other) => (n, fmt) => (n === 1 ? one : other).replace("#", fmt(n));
   const TEXT = {
     en: {
-      reviews: "Reviews", summary: "Rating summary", none: "No reviews yet. Be the first to write one.",
+      reviews: "Reviews", summary: "Rating summary", noneRated: "No reviews with this rating.", none: "No reviews yet. Be the first to write one.",
       count: plural("# review", "# reviews"), stars: (n) => `${n} out of 5 stars`, starN: plural("# star", "# stars"),
       bar: (s, n, p) => `${s}: ${n} (${p}%)`, sort: "Sort by", filter: "Rating", all: "All ratings",
       newest: "Newest", oldest: "Oldest", highest: "Highest rating", lowest: "Lowest rating",
@@ -41,7 +41,7 @@
       thanks: "Thank you!", answer: "Answer this question", yourAnswer: "Your answer", sendA: "Send answer",
     },
     es: {
-      reviews: "Opiniones", summary: "Resumen de valoraciones", none: "Todavía no hay opiniones. Sé el primero en escribir una.",
+      reviews: "Opiniones", summary: "Resumen de valoraciones", noneRated: "No hay opiniones con esta puntuación.", none: "Todavía no hay opiniones. Sé el primero en escribir una.",
       count: plural("# opinión", "# opiniones"), stars: (n) => `${n} de 5 estrellas`, starN: plural("# estrella", "# estrellas"),
       bar: (s, n, p) => `${s}: ${n} (${p} %)`, sort: "Ordenar por", filter: "Puntuación", all: "Todas",
       newest: "Más recientes", oldest: "Más antiguas", highest: "Mejor valoradas", lowest: "Peor valoradas",
@@ -279,8 +279,10 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
       if (append && this.state.next) q.set("cursor", this.state.next);
       this.moreBtn.disabled = true;
       this.list.setAttribute("aria-busy", "true");
+      const ticket = (this.ticket = (this.ticket || 0) + 1);
       try {
         const data = await this.call(`${this.productBase()}/reviews?${q}`);
+        if (ticket !== this.ticket) return; // a newer sort or filter was asked for meanwhile
         const items = Array.isArray(data.items) ? data.items : [];
         if (!append) this.list.replaceChildren();
         const nodes = items.map((item) => this.reviewNode(item));
@@ -288,10 +290,11 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
         this.state.next = data.next || null;
         this.moreBtn.hidden = !this.state.next;
         this.renderSummary(data.aggregate || {});
-        if (!append && !items.length) this.list.append(h("li", { class: "m" }, this.t("none")));
+        if (!append && !items.length) this.list.append(h("li", { class: "m" }, this.t(this.state.rating ? "noneRated" : "none")));
         if (append && nodes.length) nodes[0].querySelector("h3,.tx").focus();
         if (this.state.rating || append) this.announce(this.t("filtered", this.t("count", this.list.querySelectorAll(".rv").length, (x) => this.num(x))));
       } catch (err) {
+        if (ticket !== this.ticket) return;
         this.list.replaceChildren(h("li", { class: "msg no" }, this.t("loadError"), " ",
           h("button", { type: "button", class: "btn2", onclick: () => this.loadReviews(false) }, this.t("retry"))));
       } finally {
