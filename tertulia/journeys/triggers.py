@@ -668,12 +668,20 @@ def _settle_if_due(store_id: int, now: datetime, full: bool) -> None:
 
 def enrollments_settle(*, store_id: int, now: datetime, enrollment_ids: list[int] | None = None) -> int:
     """Complete active enrollments that have nothing left to send (every step sent, failed or skipped)."""
+    if enrollment_ids is not None:
+        # The dispatcher's batch: keyed lookups, whatever the planner knows about the tables.
+        if not enrollment_ids:
+            return 0
+        waiting = {row[0] for row in select_in(
+            "SELECT enrollment_id FROM channels_delivery WHERE status IN ('scheduled', 'sending')", [],
+            "enrollment_id", sorted(set(enrollment_ids)))}
+        done = sorted(set(enrollment_ids) - waiting)
+        if not done:
+            return 0
+        return Enrollment.objects.for_store(store_id).filter(pk__in=done, status=EnrollmentStatus.ACTIVE).update(
+            status=EnrollmentStatus.COMPLETED, ended_at=now)
     pending = Delivery.objects.filter(enrollment_id=OuterRef("pk"),
                                       status__in=[DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING])
     query = Enrollment.objects.for_store(store_id).filter(status=EnrollmentStatus.ACTIVE).exclude(Exists(pending))
-    if enrollment_ids is not None:
-        if not enrollment_ids:
-            return 0
-        query = query.filter(pk__in=enrollment_ids)
     return query.update(status=EnrollmentStatus.COMPLETED, ended_at=now)
 
