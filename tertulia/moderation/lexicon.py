@@ -96,6 +96,7 @@ class Lexicon:
     role_words: tuple[str, ...]
     patterns: dict[str, PatternSet]
     known: frozenset[str]  # every single-word entry of the word lists
+    insult_heads: frozenset[str]  # first words of insults written in several words ("hijo de puta")
     common: frozenset[str]  # stopwords and shop words: never a disguise worth resolving
     # Words that must match even when written with a doubled letter squeezed ("fuuck" -> "fuck"),
     # or masked with * or #: by length, for the wildcard lookup.
@@ -244,6 +245,7 @@ def lexicon() -> Lexicon:
     commerce = frozenset(merged("commerce_vocabulary"))
     return Lexicon(
         known=known,
+        insult_heads=frozenset(w.split(" ")[0] for w in tier if " " in w),
         common=(stop["es"] | stop["en"] | commerce) - known,
         profanity_strong=strong,
         profanity_mild=mild,

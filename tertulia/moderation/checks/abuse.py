@@ -76,7 +76,7 @@ def check_abuse(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
     insult_words = [w for w in tokens if w in tier]
     insult_scores: list[float] = []
     insult_evidence: list[str] = []
-    if insult_words:
+    if insult_words or tokens & lex.insult_heads:
         for weight, matched in lex.patterns["insult_patterns"].search(text, tokens):
             insult_scores.append(min(weight * _TIER_FACTOR[_tier_of_match(matched, tier)], 0.98))
             insult_evidence.append(matched)
