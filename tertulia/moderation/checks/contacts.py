@@ -22,10 +22,17 @@ URL_SPELLED = re.compile(rf"\b[a-z0-9-]{{2,}} ?(?:\(?(?:dot|punto)\)?|\. ) ?(?:{
 SHORTENERS = ("bit.ly", "tinyurl", "goo.gl", "t.co", "ow.ly", "cutt.ly", "is.gd", "shorturl", "rb.gy", "tiny.cc",
               "linktr.ee", "wa.me", "t.me")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}", re.IGNORECASE)
+# Spelled out: "name [at] gmail.com", "name arroba gmail punto com", "name at gmail dot com" (a plain
+# "at walmart.com" is a shop, not an address, so " at " needs the dot spelled out too).
 EMAIL_SPELLED = re.compile(
-    r"\b[\w.+-]{2,} ?[\[(]?(?:at|arroba)[\])]? ?[\w-]{2,} ?(?:[\[(]?(?:dot|punto)[\])]?|\.) ?(?:com|net|org|es|io|eu)\b",
+    r"\b[\w.+-]{2,} ?(?:(?:[\[(](?:at|arroba)[\])]|arroba) ?[\w-]{2,} ?(?:[\[(]?(?:dot|punto)[\])]?|\.)"
+    r"|at ?[\w-]{2,} ?[\[(]?(?:dot|punto)[\])]?) ?(?:com|net|org|es|io|eu)\b",
     re.IGNORECASE,
 )
+# Addresses of a role, not a person: a shop's support address is not personal data.
+ROLE_MAILBOX = re.compile(r"^(?:info|support|soporte|help|ayuda|contact|contacto|sales|ventas|customerservice|"
+                          r"customer\.?service|atencion|atencionalcliente|hola|hello|admin|noreply|no-reply|pedidos|"
+                          r"orders|service|servicio|shop|tienda|office|oficina)@", re.IGNORECASE)
 _DIGIT_RUN = re.compile(r"\d(?:[\s().-]{0,2}\d){6,}")
 DNI = re.compile(r"\b(\d{8})[ -]?([A-HJ-NP-TV-Z])\b", re.IGNORECASE)
 NIE = re.compile(r"\b([XYZ])[ -]?(\d{7})[ -]?([A-HJ-NP-TV-Z])\b", re.IGNORECASE)

@@ -6,6 +6,7 @@ moderator is masked so the audit does not become a second copy of the data.
 
 from tertulia.moderation import codes
 from tertulia.moderation.checks import Analysis, CheckContext
+from tertulia.moderation.checks.contacts import ROLE_MAILBOX
 from tertulia.moderation.items import CheckResult
 
 
@@ -25,9 +26,10 @@ def check_personal_data(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
     if found.ids:
         score = 0.95
         evidence.extend(mask(v) for v in found.ids)
-    if found.emails:
+    personal = [e for e in found.emails if not ROLE_MAILBOX.match(e)]
+    if personal:
         score = max(score, 0.9)
-        evidence.extend(mask(v) for v in found.emails)
+        evidence.extend(mask(v) for v in personal)
     if found.phones:
         score = max(score, 0.85)
         evidence.extend(mask(v) for v in found.phones)

@@ -20,7 +20,15 @@ def check_promotional(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
     evidence: list[str] = []
     if found.urls:
         shortened = any(s in url.lower() for url in found.urls for s in SHORTENERS)
-        scores.append(0.85 if shortened else 0.75 if len(found.urls) > 1 else 0.6)
+        # A full link asks to be followed; a bare site name ("cheaper on amazon.com") is a mention,
+        # weak on its own.
+        linked = [u for u in found.urls if u.lower().startswith(("http", "www")) or "/" in u]
+        if shortened:
+            scores.append(0.85)
+        elif linked:
+            scores.append(0.75 if len(found.urls) > 1 else 0.6)
+        else:
+            scores.append(0.45 if len(found.urls) == 1 else 0.55)
         evidence.extend(found.urls[:4])
     for weight, matched in lex.patterns["promo_patterns"].search(a.text, a.token_set):
         scores.append(weight)
