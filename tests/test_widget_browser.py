@@ -8,6 +8,7 @@
 - The review form can be filled and sent with the keyboard only.
 - A page on the store's own site (another origin) embeds the widget with one script tag; a review
   with a photo goes through CORS and comes back with the photo and its alt text.
+- Rating filter, sort and "show more" follow the API's aggregate and cursor.
 
 Drives /usr/bin/chromium headless through Playwright; skipped where either is missing.
 """
@@ -346,4 +347,39 @@ def test_embedded_on_another_origin_with_a_photo(browser, live_server, shop, sto
         "() => { const i = document.querySelector('tertulia-reviews').shadowRoot.querySelector('.ph img');"
         " return i && i.complete && i.naturalWidth > 0; }")
     assert page.evaluate(f"fetch({live_server.url!r} + '/widget.js').then(r => r.ok)")
+    assert page.errors == []
+
+
+def test_filter_sort_and_show_more_follow_the_api(browser, live_server, shop):
+    from tertulia.catalog.models import Product
+    from tertulia.ugc.services import Author, review_submit
+
+    expect = sync_api.expect
+    product = Product.objects.for_store(shop["store"]).get(sku=SKU)
+    words = ["aroma", "tueste", "envío", "precio", "sabor", "molienda", "frescura", "acidez", "cuerpo", "final",
+             "envase", "origen"]
+    for number, word in enumerate(words):
+        done = review_submit(store=shop["store"], product=product, rating=5 if number % 3 else 2,
+                             title=f"Sobre el {word}", text=f"Opinión número {number + 1}: me fijé sobre todo en el {word}.",
+                             author=Author(display_name=f"Cliente {number + 1}", device_id=f"device-{number:04d}-list"))
+        assert done.status == "published", done
+    page = new_page(browser)
+    page.goto(f"{live_server.url}/shop/cafeteria/{SKU}/")
+    widget = page.locator("tertulia-reviews")
+    reviews = widget.locator(".rv")
+    expect(reviews).to_have_count(10)
+    expect(widget.locator(".sum")).to_contain_text("12 opiniones")
+    widget.get_by_role("button", name="Ver más opiniones").click()
+    expect(reviews).to_have_count(12)
+    expect(reviews.nth(10).locator("h3")).to_be_focused()  # focus on the first review just loaded
+    expect(widget.get_by_role("button", name="Ver más opiniones")).to_be_hidden()
+
+    widget.get_by_role("button", name="2 estrellas: 4 opiniones (33 %)").click()
+    expect(reviews).to_have_count(4)
+    expect(widget.get_by_role("button", name="2 estrellas: 4 opiniones (33 %)")).to_have_attribute("aria-pressed", "true")
+    widget.get_by_label("Ordenar por").select_option("oldest")
+    expect(reviews.first.locator("h3")).to_have_text("Sobre el aroma")
+    widget.get_by_label("Puntuación", exact=True).select_option("")
+    expect(reviews).to_have_count(10)
+    expect(reviews.first.locator("h3")).to_have_text("Sobre el aroma")
     assert page.errors == []

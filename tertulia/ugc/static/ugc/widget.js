@@ -17,7 +17,7 @@
   const plural = (one, other) => (n, fmt) => (n === 1 ? one : other).replace("#", fmt(n));
   const TEXT = {
     en: {
-      reviews: "Reviews", summary: "Rating summary", noneRated: "No reviews with this rating.", none: "No reviews yet. Be the first to write one.",
+      reviews: "Reviews", summary: "Rating summary", noneRated: "No reviews with this rating.", byRating: "Filter by rating", none: "No reviews yet. Be the first to write one.",
       count: plural("# review", "# reviews"), stars: (n) => `${n} out of 5 stars`, starN: plural("# star", "# stars"),
       bar: (s, n, p) => `${s}: ${n} (${p}%)`, sort: "Sort by", filter: "Rating", all: "All ratings",
       newest: "Newest", oldest: "Oldest", highest: "Highest rating", lowest: "Lowest rating",
@@ -41,7 +41,7 @@
       thanks: "Thank you!", answer: "Answer this question", yourAnswer: "Your answer", sendA: "Send answer",
     },
     es: {
-      reviews: "Opiniones", summary: "Resumen de valoraciones", noneRated: "No hay opiniones con esta puntuación.", none: "Todavía no hay opiniones. Sé el primero en escribir una.",
+      reviews: "Opiniones", summary: "Resumen de valoraciones", noneRated: "No hay opiniones con esta puntuación.", byRating: "Filtrar por puntuación", none: "Todavía no hay opiniones. Sé el primero en escribir una.",
       count: plural("# opinión", "# opiniones"), stars: (n) => `${n} de 5 estrellas`, starN: plural("# estrella", "# estrellas"),
       bar: (s, n, p) => `${s}: ${n} (${p} %)`, sort: "Ordenar por", filter: "Puntuación", all: "Todas",
       newest: "Más recientes", oldest: "Más antiguas", highest: "Mejor valoradas", lowest: "Peor valoradas",
@@ -308,7 +308,7 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
       const avg = Number(agg.average) || 0;
       const hist = agg.histogram || {};
       const fmtN = (x) => this.num(x);
-      const bars = h("div", { class: "hist", role: "group", "aria-label": this.t("filter") },
+      const bars = h("div", { class: "hist", role: "group", "aria-label": this.t("byRating") },
         [5, 4, 3, 2, 1].map((s) => {
           const n = Number(hist[s]) || 0;
           const pct = count ? Math.round((n * 100) / count) : 0;
