@@ -230,3 +230,12 @@ def test_erasing_a_customer_forgets_their_texts(store):
     content_moderate(store=store, item=review("Muy buenas.", customer_id=42), content_type="review", now=NOW)
     assert judgements_erase(store=store, customer_id=41) == 1
     assert list(Judgement.objects.values_list("customer_id", flat=True)) == [42]
+
+
+@pytest.mark.django_db
+def test_history_keeps_no_personal_data(store):
+    verdict = content_moderate(store=store, item=review("Escribidme a laura.gomez82@gmail.com o al 654 321 987"),
+                               content_type="comment", now=NOW)
+    assert codes.PERSONAL_DATA in verdict.triggered
+    kept = Judgement.objects.get(pk=verdict.judgement_id).text
+    assert "gmail" not in kept and "654" not in kept and "[…]" in kept

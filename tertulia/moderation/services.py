@@ -125,10 +125,11 @@ def content_moderate(
     action, triggered = policy_rules.decide(policy, results)
     kept = [r.as_dict() for r in results if r.score > 0]
     all_bands = bands or (-1, -1, -1, -1)
+    stored_text = _redacted(analysis, context)
     with transaction.atomic():
         judgement = Judgement.objects.create(
             store=store, content_type=content_type, content_id=content_id, kind=item.kind,
-            text=(f"{item.title}\n{item.text}" if item.title else item.text)[:MAX_TEXT], language=analysis.language,
+            text=stored_text[:MAX_TEXT], language=analysis.language,
             author_name=item.author_name[:150], author_key=skeleton(item.author_name)[:150],
             customer_id=item.customer_id, device_hash=device_hash, ip_hash=ip_hash,
             subject_key=fold(item.subject).strip()[:200], text_hash=digest, simhash=value,
@@ -141,6 +142,15 @@ def content_moderate(
                              automatic=True, note="", judgement=judgement, now=now, triggered=triggered)
     return Verdict(action=action, results=results, policy_version=policy.version, language=analysis.language,
                    triggered=triggered, judgement_id=judgement.pk)
+
+
+def _redacted(analysis: Analysis, context: CheckContext) -> str:
+    """The text as moderation keeps it: e-mails, phone numbers and ID/bank/card numbers replaced."""
+    text = analysis.norm.raw
+    found = analysis.contacts(context)
+    for value in (*found.emails, *found.phones, *found.ids):
+        text = text.replace(value, "[…]")
+    return text
 
 
 def _results_as_dicts(results: Iterable[CheckResult | dict]) -> list[dict]:
@@ -209,11 +219,11 @@ def policy_update(*, store: Store, changes: dict, changed_by: str = "") -> polic
     if not isinstance(changes, dict):
         raise policy_rules.invalid(policy_rules.validate(changes))
     with transaction.atomic():
-        row = Policy.objects.select_for_update().for_store(store).first()
-        if row is None:
-            row = Policy.objects.create(store=store, version=1, updated_by="system")
+        # get_or_create settles two first changes racing to create the row.
+        row, created = Policy.objects.get_or_create(store=store, defaults={"version": 1, "updated_by": "system"})
+        if created:
             PolicyRevision.objects.create(store=store, version=1, data=_policy_data(row), changed_by="system")
-            row = Policy.objects.select_for_update().get(pk=row.pk)
+        row = Policy.objects.select_for_update().get(pk=row.pk)
         proposed = _policy_data(row)
         for key, value in changes.items():
             if key == "thresholds" and isinstance(value, dict) and isinstance(proposed["thresholds"], dict):
