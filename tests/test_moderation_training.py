@@ -75,7 +75,7 @@ def test_train_refuses_missing_data(tmp_path):
 
 
 @pytest.mark.django_db
-def test_store_retrains_from_its_moderators_decisions(store, tmp_path):
+def test_store_retrains_from_its_moderators_decisions(store, other_store, tmp_path):
     data = tiny_data(tmp_path)
     moderator = get_user_model().objects.create_user("moderadora")
     texts = ["Compra en mi tienda de ofertas ya", "Ofertas increíbles en mi perfil", "Qué bonitas, me encantan"]
@@ -96,6 +96,8 @@ def test_store_retrains_from_its_moderators_decisions(store, tmp_path):
     call_command("moderation", "train", "--store", store.slug, "--data", str(data), "--epochs", "20", stdout=StringIO())
     assert StoreClassifier.objects.filter(store=store, name="spam").count() == 2
     assert store_classifier(store=store, name="spam") is not model
+    # Another store keeps the shipped classifier.
+    assert store_classifier(store=other_store, name="spam").info.get("store") is None
 
 
 @pytest.mark.django_db
