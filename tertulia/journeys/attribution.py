@@ -50,7 +50,7 @@ DEFAULT_WINDOW_SECONDS = 5 * 24 * 3600
 DEFAULT_BASIS = AttributionBasis.CLICK
 # Orders updated this long before the previous run are looked at again: a transaction that was still
 # open then (an order, a click, an enrollment) has committed by now. Idempotent, so only a cost.
-WATERMARK_MARGIN = timedelta(minutes=10)
+WATERMARK_MARGIN = timedelta(minutes=2)
 # The longest look-back a journey may ask for; a bad definition must not make every run scan years.
 MAX_WINDOW = timedelta(days=90)
 
