@@ -144,6 +144,12 @@ def seed(*, slug: str, carts: int, delay: int, spread: float, lead: float, mode:
     else:
         Delivery.objects.for_store(store).update(due_at=F("due_at") + shift)
     first_due += shift
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        # Bulk-loaded tables have no statistics until autovacuum comes by; a live database has them.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
     print(f"seeded {carts:,} customers, consents and {'carts' if mode == 'journeys' else 'deliveries'} "
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return store, first_due

@@ -60,6 +60,13 @@ def delivery(store, customer, *, channel="email", due=NOON, journey="abandoned_c
     )
 
 
+def journeys_off(store):
+    from tertulia.journeys.definitions import journeys_ensure_defaults
+
+    journeys_ensure_defaults(store=store)
+    Journey.objects.for_store(store).update(enabled=False)
+
+
 def run(now=NOON, worker="w1"):
     return dispatch_run(worker=worker, now=now)
 
@@ -416,6 +423,7 @@ def test_metrics_count_deliveries(store, recorder, client):
 def test_the_worker_runs_the_dispatcher(transactional_db, store, recorder):
     from tertulia.core.worker import run_worker
 
+    journeys_off(store)  # the worker's trigger sweep would otherwise welcome the new subscriber
     ana = person(store)
     row = delivery(store, ana, due=timezone.now())
     stop = threading.Event()
@@ -436,6 +444,7 @@ def test_the_worker_runs_the_dispatcher(transactional_db, store, recorder):
 def test_worker_once_dispatches_what_is_due(store, recorder):
     from django.core.management import call_command
 
+    journeys_off(store)
     ana = person(store)
     row = delivery(store, ana, due=timezone.now() - timedelta(seconds=1))
     call_command("worker", "--once", "--name", "cli")
