@@ -170,6 +170,19 @@ def test_edits_of_the_wrong_shape(api, store, body, status, field):
     assert error(response)["details"][0]["field"] == field
 
 
+@needs_engine
+@pytest.mark.parametrize(("body", "field"), [
+    ({"enabled": "yes"}, "enabled"), ({"holdout_share": 2}, "holdout_share"), ({"colour": "red"}, "colour"),
+    ({"attribution": {"window_seconds": 60, "basis": "click"}}, "attribution.window_seconds"),
+    ({"attribution": {"window_seconds": 86400, "basis": "sight"}}, "attribution.basis"),
+])
+def test_the_engine_names_the_field(api, store, body, field):
+    default_journey(store)
+    response = api.patch("/api/v1/journeys/abandoned_cart", body)
+    assert response.status_code == 422, response.content
+    assert field in [d["field"] for d in error(response)["details"]]
+
+
 def test_edit_body_must_be_json(api, store):
     default_journey(store)
     response = api.client.patch("/api/v1/journeys/abandoned_cart", b"{", content_type="application/json",
