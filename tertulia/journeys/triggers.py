@@ -49,8 +49,9 @@ log = logging.getLogger("tertulia.journeys")
 
 DEFAULT_LOOKAHEAD_SECONDS = 5.0
 # Incremental sweeps look this far behind where the last one stopped (transactions that were still
-# open then). Facts that arrive later than that are found by the full look every FULL_EVERY.
-OVERLAP = timedelta(seconds=5)
+# open then). A fact is late only if it arrives after its own moment (a cart after its delay), and
+# late facts are found by the full look every FULL_EVERY; a short overlap keeps each look small.
+OVERLAP = timedelta(seconds=1)
 FULL_EVERY = timedelta(minutes=5)
 SETTLE_EVERY = timedelta(minutes=10)
 _LOCK_NAMESPACE = 0x7E48  # pg_try_advisory_lock(namespace, store id) while a store is swept
@@ -83,26 +84,29 @@ def _column_values(model, rows: list[dict[str, Any]]) -> tuple[list[str], list[t
     lite = is_sqlite()
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     given = set().union(*(row.keys() for row in rows)) if rows else set()
-    columns, convert = [], []
+    columns: list[str] = []
+    plan: list[tuple[str | None, Any]] = []  # (key in the row, converter) or (None, the constant value)
     for f in fields:
-        name = f.attname
-        default = f.get_default()  # "" for text fields without a default, as Django's own inserts
-        if name not in given and f.name not in given and default is None and not f.null:
-            raise ValueError(f"{model.__name__}.{f.name} needs a value")
-        columns.append(f.column)
+        fn: Any = None
         if isinstance(f, JSONField):
-            convert.append((name, f.name, default, db_json))
+            fn = db_json
         elif f.get_internal_type() == "DateTimeField":
-            convert.append((name, f.name, default, lambda v: db_datetime(v, sqlite=lite)))
-        else:
-            convert.append((name, f.name, default, None))
-    values = []
-    for row in rows:
-        out = []
-        for attname, fname, default, fn in convert:
-            value = row[attname] if attname in row else row[fname] if fname in row else default
-            out.append(fn(value) if fn is not None and value is not None else value)
-        values.append(tuple(out))
+            fn = lambda v: db_datetime(v, sqlite=lite)  # noqa: E731 - one small converter per column
+        columns.append(f.column)
+        key = f.attname if f.attname in given else f.name if f.name in given else None
+        if key is not None:
+            plan.append((key, fn))
+            continue
+        default = f.get_default()  # "" for text fields without a default, as Django's own inserts
+        if default is None and not f.null:
+            raise ValueError(f"{model.__name__}.{f.name} needs a value")
+        # A column no row gives holds the same value in every row: converted once.
+        plan.append((None, fn(default) if fn is not None and default is not None else default))
+    values = [
+        tuple((row[key] if fn is None or row[key] is None else fn(row[key])) if key is not None else fn
+              for key, fn in plan)
+        for row in rows
+    ]
     return columns, values
 
 
