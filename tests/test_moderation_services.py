@@ -239,3 +239,13 @@ def test_history_keeps_no_personal_data(store):
     assert codes.PERSONAL_DATA in verdict.triggered
     kept = Judgement.objects.get(pk=verdict.judgement_id).text
     assert "gmail" not in kept and "654" not in kept and "[…]" in kept
+
+
+@pytest.mark.django_db
+def test_judging_the_same_item_again_is_not_repetition(store):
+    text = "Las zapatillas son comodísimas y la suela agarra de maravilla en terreno mojado, muy recomendables."
+    item = review(text, author_name="Marta", device_id="dev-1")
+    content_moderate(store=store, item=item, content_type="review", content_id=21, now=NOW)
+    again = content_moderate(store=store, item=item, content_type="review", content_id=21, now=NOW + timedelta(hours=1))
+    assert again.action == "publish", again.triggered
+    assert Decision.objects.filter(content_id=21).count() == 2

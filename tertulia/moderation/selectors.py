@@ -71,6 +71,7 @@ def members_forget(*, store: Store) -> None:
 def check_context_build(
     *, store: Store, analysis: Analysis, policy: policy_rules.EffectivePolicy, device_hash: str, ip_hash: str,
     text_hash: str, bands: tuple[int, int, int, int] | None, now: datetime,
+    content_type: str = "", content_id: int | None = None,
 ) -> CheckContext:
     """Everything the checks need from the database for one item: a handful of indexed queries."""
     item = analysis.item
@@ -87,7 +88,11 @@ def check_context_build(
         linked |= Q(author_key=author_key)
     if bands is not None:
         linked |= Q(band0=bands[0]) | Q(band1=bands[1]) | Q(band2=bands[2]) | Q(band3=bands[3])
-    rows = (Judgement.objects.for_store(store).filter(linked, created_at__gte=since).order_by("-created_at")
+    judged = Judgement.objects.for_store(store).filter(linked, created_at__gte=since)
+    if content_id is not None:
+        # The same item judged again (edited, retried) is not a repeat of itself.
+        judged = judged.exclude(content_type=content_type, content_id=content_id)
+    rows = (judged.order_by("-created_at")
             .values_list("text", "author_name", "author_key", "customer_id", "device_hash", "ip_hash", "subject_key",
                          "kind", "created_at", "style", "action")[:HISTORY_LIMIT])
     history = [PriorItem(text=r[0], author_name=r[1], author_key=r[2], customer_id=r[3], device_hash=r[4], ip_hash=r[5],

@@ -120,7 +120,8 @@ def content_moderate(
     device_hash = identifier_hash(store_id=store.pk, kind="device", value=item.device_id)
     ip_hash = identifier_hash(store_id=store.pk, kind="ip", value=item.ip)
     context = check_context_build(store=store, analysis=analysis, policy=policy, device_hash=device_hash,
-                                  ip_hash=ip_hash, text_hash=digest, bands=bands, now=now)
+                                  ip_hash=ip_hash, text_hash=digest, bands=bands, now=now,
+                                  content_type=content_type, content_id=content_id)
     _, results = run_checks(item, context, analysis=analysis)
     action, triggered = policy_rules.decide(policy, results)
     kept = [r.as_dict() for r in results if r.score > 0]
