@@ -103,7 +103,8 @@ def premoderated(shop):
 
 @pytest.fixture
 def browser(live_server, shop, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM is only used outside it.
+    # Playwright's sync API runs an event loop in this thread; the ORM is only used before it starts
+    # (a connection opened inside it is never closed), so data fixtures come before this one.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
@@ -152,7 +153,7 @@ def sign_in(page, base_url):
     sync_api.expect(page.locator("h1")).to_have_text("Moderación")
 
 
-def test_hostile_reviews_never_run_in_the_widget_or_the_queue(browser, live_server, premoderated):
+def test_hostile_reviews_never_run_in_the_widget_or_the_queue(premoderated, browser, live_server):
     expect = sync_api.expect
     shopper = new_page(browser)
     shopper.goto(f"{live_server.url}/shop/cafeteria/{SKU}/")
@@ -310,7 +311,7 @@ def store_site(shop):
     server.server_close()
 
 
-def test_embedded_on_another_origin_with_a_photo(browser, live_server, shop, store_site, tmp_path):
+def test_embedded_on_another_origin_with_a_photo(store_site, browser, live_server, shop, tmp_path):
     from PIL import Image
 
     expect = sync_api.expect
@@ -350,11 +351,11 @@ def test_embedded_on_another_origin_with_a_photo(browser, live_server, shop, sto
     assert page.errors == []
 
 
-def test_filter_sort_and_show_more_follow_the_api(browser, live_server, shop):
+@pytest.fixture
+def twelve_reviews(shop):
     from tertulia.catalog.models import Product
     from tertulia.ugc.services import Author, review_submit
 
-    expect = sync_api.expect
     product = Product.objects.for_store(shop["store"]).get(sku=SKU)
     words = ["aroma", "tueste", "envío", "precio", "sabor", "molienda", "frescura", "acidez", "cuerpo", "final",
              "envase", "origen"]
@@ -363,6 +364,11 @@ def test_filter_sort_and_show_more_follow_the_api(browser, live_server, shop):
                              title=f"Sobre el {word}", text=f"Opinión número {number + 1}: me fijé sobre todo en el {word}.",
                              author=Author(display_name=f"Cliente {number + 1}", device_id=f"device-{number:04d}-list"))
         assert done.status == "published", done
+    return shop
+
+
+def test_filter_sort_and_show_more_follow_the_api(twelve_reviews, browser, live_server):
+    expect = sync_api.expect
     page = new_page(browser)
     page.goto(f"{live_server.url}/shop/cafeteria/{SKU}/")
     widget = page.locator("tertulia-reviews")
