@@ -51,3 +51,21 @@ def test_skeleton_of_look_alike_names():
     assert skeleton("Lucía Martín") == skeleton("lucia_martin") == skeleton("LUCІA MАRT1N")  # Cyrillic І and А
     assert skeleton("Lucía Martín") != skeleton("Lucas Martín")
     assert skeleton("rnaria") == skeleton("maria")
+
+
+@pytest.mark.parametrize("text, language", [
+    ("La suela se despegó a la semana y no contestan", "es"),
+    ("¿Tallan grande?", "es"),
+    ("The sole came off after a week and they never answer", "en"),
+    ("Does it run large?", "en"),
+])
+def test_language_detection(text, language):
+    from tertulia.moderation.language import language_detect
+
+    assert language_detect(normalize(text).tokens, text) == language
+
+
+def test_language_detection_falls_back_to_the_default():
+    from tertulia.moderation.language import language_detect
+
+    assert language_detect(normalize("OK").tokens, "OK", default="en") == "en"

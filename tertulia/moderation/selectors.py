@@ -1,6 +1,7 @@
 """Reads for moderation: the store's effective policy, its classifiers, the history a check needs, decisions."""
 
 import time
+import zlib
 from datetime import datetime, timedelta
 
 from django.db.models import Q
@@ -39,8 +40,6 @@ def store_classifier(*, store: Store | None, name: str) -> Classifier | None:
         if row is not None:
             cached = _classifier_cache.get((store.pk, row))
             if cached is None:
-                import zlib
-
                 blob = StoreClassifier.objects.values_list("model", flat=True).get(pk=row)
                 cached = _classifier_cache[(store.pk, row)] = Classifier.from_json(zlib.decompress(bytes(blob)))
             return cached

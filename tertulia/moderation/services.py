@@ -165,7 +165,7 @@ def _results_as_dicts(results: Iterable[CheckResult | dict]) -> list[dict]:
     return out
 
 
-def _top_code(results: list[dict], policy_version: int, triggered: list[str] | None) -> str:
+def _top_code(results: list[dict], triggered: list[str] | None) -> str:
     if triggered:
         return triggered[0]
     ranked = sorted((r for r in results if r["code"] in codes.REASON_CODES), key=lambda r: -r["score"])
@@ -177,7 +177,7 @@ def _decision_create(*, store, content_type, content_id, action, results, policy
     return Decision.objects.create(
         store=store, content_type=content_type, content_id=content_id, action=action, automatic=automatic,
         decided_by=decided_by[:150], decided_by_user=user, policy_version=policy_version, results=results,
-        top_code=_top_code(results, policy_version, triggered), note=note, judgement=judgement, created_at=now,
+        top_code=_top_code(results, triggered), note=note, judgement=judgement, created_at=now,
     )
 
 
