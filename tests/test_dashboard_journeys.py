@@ -280,3 +280,19 @@ def test_figures_never_mix_stores(client, store, other_store):
     session["dashboard_store_id"] = other_store.pk
     session.save()
     assert "1 con mensajes · 1 en grupo de control" in client.get("/app/journeys/abandoned_cart/").content.decode()
+
+
+@needs_engine
+@pytest.mark.parametrize("value", ["", "abc", "1e999", "sNaN", "Infinity", "１２", "9" * 40, "\x00"])
+@pytest.mark.parametrize("field", ["trigger_value", "holdout_percent", "step-0-delay_value", "step-1-discount_percent",
+                                   "variant-0-weight", "step-0-channel"])
+def test_no_form_value_breaks_the_page(manager, store, field, value):
+    page = manager.get("/app/journeys/abandoned_cart/").content.decode()
+    data = form_of(page) | {field: value, "action": "save"}
+    response = manager.post("/app/journeys/abandoned_cart/", data)
+    assert response.status_code in (302, 422)
+    saved = Journey.objects.get(store=store, key="abandoned_cart")
+    for number in (saved.definition.get("holdout_share"),
+                   *(s.get("delay_seconds") for s in saved.definition["steps"])):
+        assert isinstance(number, int | float) and number == number  # never NaN
+    assert manager.post("/app/journeys/abandoned_cart/preview/", data).status_code == 200

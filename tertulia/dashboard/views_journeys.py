@@ -338,6 +338,8 @@ def changes_from_form(journey: Journey, post) -> tuple[dict[str, Any], list[Erro
         raw_weight = str(post.get(f"{prefix}-weight", "1")).strip().replace(",", ".") or "1"
         try:
             weight = Decimal(raw_weight)
+            if not weight.is_finite():
+                raise ArithmeticError
             variant["weight"] = int(weight) if weight == weight.to_integral_value() else float(weight)
         except ArithmeticError:
             problems.add(f"variants[{len(variants)}].weight", _("Not a number."))
