@@ -117,6 +117,7 @@ def test_review_feed_is_well_formed_and_complete(client, store, other_store, pro
     order = delivered_order(store, email="lucia@example.com", skus=["ACE-1"], order_id="F-1")
     verified = services.review_submit(store=store, product=products["ACE-1"], rating=5, title="Muy bueno",
                                       text=HOSTILE, token=review_token(order), author=Author(display_name="Lucía"),
+                                      language="es",
                                       photos=[image_bytes()])
     anonymous = services.review_submit(store=store, product=products["ACE-2"], rating=2, text="Flojo")
     catalogue(other_store)
