@@ -183,6 +183,16 @@ def test_the_engine_names_the_field(api, store, body, field):
     assert field in [d["field"] for d in error(response)["details"]]
 
 
+@needs_engine
+def test_a_nul_in_a_template_is_a_422_not_a_crash(api, store):
+    default_journey(store)
+    steps = api.get("/api/v1/journeys/abandoned_cart").json()["definition"]["steps"]
+    steps[0]["templates"]["es"]["text"] += "\u0000"
+    response = api.patch("/api/v1/journeys/abandoned_cart", {"steps": steps})
+    assert response.status_code == 422, response.content
+    assert error(response)["details"][0]["field"].startswith("steps[0]")
+
+
 def test_edit_body_must_be_json(api, store):
     default_journey(store)
     response = api.client.patch("/api/v1/journeys/abandoned_cart", b"{", content_type="application/json",

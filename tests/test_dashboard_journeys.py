@@ -296,3 +296,14 @@ def test_no_form_value_breaks_the_page(manager, store, field, value):
                    *(s.get("delay_seconds") for s in saved.definition["steps"])):
         assert isinstance(number, int | float) and number == number  # never NaN
     assert manager.post("/app/journeys/abandoned_cart/preview/", data).status_code == 200
+
+
+@needs_engine
+def test_a_nul_in_a_template_is_refused_not_a_crash(manager, store):
+    page = manager.get("/app/journeys/abandoned_cart/").content.decode()
+    data = form_of(page)
+    data["step-0-es-text"] = data["step-0-es-text"] + "\x00"
+    response = manager.post("/app/journeys/abandoned_cart/", data | {"action": "save"})
+    assert response.status_code in (302, 422)
+    assert "\x00" not in str(Journey.objects.get(store=store, key="abandoned_cart").definition)
+    assert manager.post("/app/journeys/abandoned_cart/preview/", data).status_code == 200
