@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import translation
 
 from tertulia.moderation import codes
 from tertulia.moderation.checks import CheckContext, Member, PriorItem, run_checks
@@ -236,8 +237,12 @@ def test_writing_style_links_names_on_one_product():
     history = [prior("ESTUPENDAS!!! las mejores zapatillas del universo... compradlas ya ,os van a encantar jajaja",
                      author_name="Runner88", device_hash="a", ip_hash="b")]
     context = CheckContext(device_hash="c", ip_hash="d", history=history, **MODELS)
-    _, results = flagged(text, context=context, author_name="Corredora")
+    with translation.override("en"):
+        _, results = flagged(text, context=context, author_name="Corredora")
     assert results[codes.MULTIPLE_IDENTITIES].score > 0 and "writes like" in results[codes.MULTIPLE_IDENTITIES].evidence[0]
+    with translation.override("es"):
+        _, results = flagged(text, context=context, author_name="Corredora")
+    assert "escribe como" in results[codes.MULTIPLE_IDENTITIES].evidence[0]
 
 
 from hypothesis import given, settings  # noqa: E402

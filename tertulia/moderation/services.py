@@ -13,7 +13,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from tertulia.core.models import Store
 from tertulia.moderation import codes
@@ -122,7 +122,9 @@ def content_moderate(
     context = check_context_build(store=store, analysis=analysis, policy=policy, device_hash=device_hash,
                                   ip_hash=ip_hash, text_hash=digest, bands=bands, now=now,
                                   content_type=content_type, content_id=content_id)
-    _, results = run_checks(item, context, analysis=analysis)
+    # Descriptive evidence ("same device as: ...") is written for the store's staff, in its language.
+    with translation.override(store.language if store.language in codes.LANGUAGES else "es"):
+        _, results = run_checks(item, context, analysis=analysis)
     action, triggered = policy_rules.decide(policy, results)
     kept = [r.as_dict() for r in results if r.score > 0]
     all_bands = bands or (-1, -1, -1, -1)

@@ -15,6 +15,8 @@ toxicity classifier adds evidence but on its own can only send a text to a perso
 import functools
 import re
 
+from django.utils.translation import gettext as _
+
 from tertulia.moderation import codes
 from tertulia.moderation.checks import Analysis, CheckContext, combine
 from tertulia.moderation.items import CheckResult
@@ -126,7 +128,7 @@ def check_abuse(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
             attack_p = 0.0
         elif attack_p > 0 and named_group and not aimed:
             hate_scores.append(min(attack_p, 0.6))
-            hate_evidence.append(f"classifier {model_scores['attack']:.2f} about a group")
+            hate_evidence.append(_("classifier %(score).2f, about a group") % {"score": model_scores["attack"]})
             attack_p = 0.0
         if attack_p > 0:
             if insult_words:
@@ -135,12 +137,12 @@ def check_abuse(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
                 attack_scores.append(attack_p)
             else:
                 attack_scores.append(min(attack_p, 0.4))
-            evidence = f"classifier {model_scores['attack']:.2f}"
+            evidence = _("classifier %(score).2f") % {"score": model_scores["attack"]}
             (insult_evidence if insult_words else attack_evidence).append(evidence)
         rude_p = _classifier_score(model_scores.get("rudeness", 0.0))
         if rude_p > 0:
             rude_scores.append(rude_p if (strong or mild) else min(rude_p, 0.45))
-            rude_evidence.append(f"classifier {model_scores['rudeness']:.2f}")
+            rude_evidence.append(_("classifier %(score).2f") % {"score": model_scores["rudeness"]})
 
     if combine(hate_scores) >= 0.4 and not (tokens & lex.second_person):
         # "Los X son unos vagos" is hate about a group; the insulting word is not a separate insult.

@@ -6,6 +6,8 @@ Anonymous posting is fine; what is caught is abuse of it. Devices and IPs are on
 share them); a device id from the widget is strong; a shared writing style is only a hint.
 """
 
+from django.utils.translation import gettext as _
+
 from tertulia.moderation import codes
 from tertulia.moderation.checks import Analysis, CheckContext, Member
 from tertulia.moderation.fingerprint import jaccard, shingles, style_similarity, style_vector
@@ -58,23 +60,23 @@ def check_multiple_identities(a: Analysis, ctx: CheckContext) -> list[CheckResul
     evidence: list[str] = []
     if by_device:
         scores.append(0.55 if len(by_device) == 1 else 0.85)
-        evidence.append("same device as: " + ", ".join(sorted(by_device.values())[:5]))
+        evidence.append(_("same device as: %(names)s") % {"names": ", ".join(sorted(by_device.values())[:5])})
     if by_customer:
         scores.append(0.5 if len(by_customer) == 1 else 0.7)
-        evidence.append("same customer as: " + ", ".join(sorted(by_customer.values())[:5]))
+        evidence.append(_("same customer as: %(names)s") % {"names": ", ".join(sorted(by_customer.values())[:5])})
     if by_ip:
         scores.append({1: 0.25, 2: 0.45}.get(len(by_ip), 0.6))
-        evidence.append("same connection as: " + ", ".join(sorted(by_ip.values())[:5]))
+        evidence.append(_("same connection as: %(names)s") % {"names": ", ".join(sorted(by_ip.values())[:5])})
     if style_twins:
         scores.append(0.45 if len(style_twins) == 1 else 0.55)
-        evidence.append(f"writes like {len(style_twins)} other name(s) on the same subject")
+        evidence.append(_("writes like %(count)d other name(s) on the same subject") % {"count": len(style_twins)})
     score = max(scores, default=0.0)
     if len(scores) > 1:
         score = min(score + 0.1, 0.95)
     if same_subject and score:
         # Several names praising or attacking the same product: the sock-puppet pattern.
         score = min(score + 0.1, 0.95)
-        evidence.append("on the same subject")
+        evidence.append(_("on the same subject"))
     return [CheckResult(codes.MULTIPLE_IDENTITIES, round(score, 4), evidence)]
 
 
@@ -125,30 +127,30 @@ def check_impersonation(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
             scores.append(0.75)
         else:
             continue
-        evidence.append(f"imitates staff: {staff}")
+        evidence.append(_("imitates staff: %(name)s") % {"name": staff})
     for brand in ctx.brand_terms:
         brand_key = skeleton(brand)
         if len(brand_key) < 4:
             continue
         if brand_key in key or (len(key) >= 5 and _ratio(key, brand_key) <= 0.2):
             scores.append(0.9 if roles or key == brand_key else 0.7)
-            evidence.append(f"uses the brand: {brand}")
+            evidence.append(_("uses the brand: %(name)s") % {"name": brand})
     if roles:
         strong = any(r in _STRONG_ROLES for r in roles)
         scores.append(0.6 if strong else 0.3)
-        evidence.append("role in the name: " + ", ".join(roles))
+        evidence.append(_("role in the name: %(roles)s") % {"roles": ", ".join(roles)})
     for member in ctx.members:
         if not _other_person(member, customer_id=a.item.customer_id, device_hash=ctx.device_hash):
             continue
         if member.key == key:
             if fold(member.name).strip() != fold(name):
                 scores.append(0.8)  # looks the same, written differently: look-alike letters, digits, spacing
-                evidence.append(f"looks like member: {member.name}")
+                evidence.append(_("looks like member: %(name)s") % {"name": member.name})
             elif len(name.split()) >= 2 or len(key) >= 8:
                 scores.append(0.55)
-                evidence.append(f"same name as another member: {member.name}")
+                evidence.append(_("same name as another member: %(name)s") % {"name": member.name})
         elif len(key) >= 6 and abs(len(key) - len(member.key)) <= 2 and _ratio(key, member.key) <= 0.15:
             scores.append(0.5)
-            evidence.append(f"close to member: {member.name}")
+            evidence.append(_("close to member: %(name)s") % {"name": member.name})
     score = max(scores, default=0.0)
     return [CheckResult(codes.IMPERSONATION, round(score, 4), list(dict.fromkeys(evidence))[:5])]

@@ -5,6 +5,8 @@ A link to the store's own site (the policy's allowed domains) is not promotion. 
 can only hold a text for a person.
 """
 
+from django.utils.translation import gettext as _
+
 from tertulia.moderation import codes
 from tertulia.moderation.checks import Analysis, CheckContext, combine
 from tertulia.moderation.checks.abuse import _classifier_score
@@ -44,5 +46,5 @@ def check_promotional(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
         learned = _classifier_score(probability)
         if learned > 0:
             scores.append(learned)
-            evidence.append(f"classifier {probability:.2f}")
+            evidence.append(_("classifier %(score).2f") % {"score": probability})
     return [CheckResult(codes.PROMOTIONAL, combine(scores), list(dict.fromkeys(evidence))[:8])]

@@ -6,11 +6,13 @@ one product by one author also counts. Copies of other people's texts count only
 to be more than a common phrase ("muy buen producto" is said by many honest people).
 """
 
+from django.utils.translation import gettext as _
+
 from tertulia.moderation import codes
 from tertulia.moderation.checks import Analysis, CheckContext, PriorItem
 from tertulia.moderation.fingerprint import jaccard, shingles
 from tertulia.moderation.items import CheckResult
-from tertulia.moderation.normalize import fold, normalize, skeleton
+from tertulia.moderation.normalize import normalize, skeleton
 
 _LONG = 8  # words: below this, identical texts from different people are coincidence
 _SINGLE_PER_SUBJECT = ("review", "testimonial")
@@ -54,21 +56,24 @@ def check_repetition(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
                     prior.author_key == author_key or (item.customer_id and prior.customer_id == item.customer_id)):
                 score = 0.6
             score *= author
-            why = "same author"
+            why = "same"
         else:
             if long_text and similarity >= 0.9:
                 score = 0.75
             elif long_text and similarity >= 0.75:
                 score = 0.55
-            why = "copy of another text"
+            why = "copy"
         if score > best:
             best = score
             when = prior.created_at.date().isoformat() if prior.created_at else ""
-            evidence = [f"{why}, {round(similarity * 100)}% alike" + (f", {when}" if when else "")]
+            values = {"percent": round(similarity * 100), "date": when or "-"}
+            evidence = [(_("same author, %(percent)d%% alike, %(date)s") if why == "same"
+                         else _("copy of another text, %(percent)d%% alike, %(date)s")) % values]
     if same_subject_count >= 3 and item.kind not in _SINGLE_PER_SUBJECT:
         # A thread or product flooded by one author, even in different words.
         flood = min(0.5 + 0.05 * same_subject_count, 0.75)
         if flood > best:
             best = flood
-            evidence = [f"{same_subject_count} earlier posts by the same author on {fold(item.subject)[:60]}"]
+            evidence = [_("%(count)d earlier posts by the same author on %(subject)s")
+                        % {"count": same_subject_count, "subject": item.subject[:60]}]
     return [CheckResult(codes.REPETITION, round(best, 4), evidence)]

@@ -9,6 +9,8 @@ enough on its own to reject under the default policy.
 
 import functools
 
+from django.utils.translation import gettext as _
+
 from tertulia.moderation import codes
 from tertulia.moderation.checks import Analysis, CheckContext, combine
 from tertulia.moderation.checks.abuse import _classifier_score
@@ -55,12 +57,12 @@ def check_off_topic(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
         scores.append(marker_score)
         if len(content) >= _MIN_CONTENT_WORDS:
             scores.append(0.3 if len(content) < 10 else 0.4)
-            evidence.append("no word about the subject")
+            evidence.append(_("no word about the subject"))
     model_scores = a.model_scores(ctx.spam_model)
     if model_scores and not on_subject:
         probability = model_scores.get("off_topic", 0.0)
         learned = _classifier_score(probability) * (0.6 if shop_words else 1.0)
         if learned > 0:
             scores.append(learned)
-            evidence.append(f"classifier {probability:.2f}")
+            evidence.append(_("classifier %(score).2f") % {"score": probability})
     return [CheckResult(codes.OFF_TOPIC, min(combine(scores), _CAP), evidence[:6])]
