@@ -237,3 +237,14 @@ def test_demo_seed_has_reviews_questions_and_faq(db):
     with_faq = [q.product_id for q in Question.objects.for_store(store).filter(status="published")
                 if faq_items(store_id=store.pk, product_id=q.product_id)]
     assert with_faq
+
+
+def test_the_journeys_review_link_opens_this_form(client, store, products):
+    from urllib.parse import urlsplit
+
+    from tertulia.journeys.services import review_url_for
+
+    order = delivered_order(store, email="link@example.com", skus=["ACE-2"], order_id="LT-J1")
+    url = review_url_for(store_id=store.pk, order_id=order.pk, customer_id=order.customer_id)
+    response = client.get(urlsplit(url).path)
+    assert response.status_code == 200 and "Aceite de oliva 2" in response.content.decode()
