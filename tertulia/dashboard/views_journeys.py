@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Role, Store
 from tertulia.dashboard import formatting, selectors
+from tertulia.dashboard.labels import label
 from tertulia.dashboard.views import _page, store_view
 from tertulia.journeys import selectors as journey_selectors
 from tertulia.journeys.models import Journey, JourneyKey
@@ -74,9 +75,9 @@ def _ensure_journeys(store: Store) -> None:
 def _duration(seconds: int | None) -> str:
     if seconds is None:
         return "—"
-    for size, label in ((86400, _("%(n)s d")), (3600, _("%(n)s h")), (60, _("%(n)s min"))):
+    for size, text in ((86400, _("%(n)s d")), (3600, _("%(n)s h")), (60, _("%(n)s min"))):
         if seconds >= size and seconds % size == 0:
-            return label % {"n": formatting.format_count(seconds // size)}
+            return text % {"n": formatting.format_count(seconds // size)}
     return _("%(n)s s") % {"n": formatting.format_count(seconds)}
 
 
@@ -489,18 +490,12 @@ def journey(request: HttpRequest, store: Store, key: str) -> HttpResponse:
             "attributed": formatting.format_count(stats.attributed_orders),
         },
         breakdowns=[(_("By step"), stats.by_step), (_("By channel"), stats.by_channel), (_("By variant"), stats.by_variant)],
-        channels=[(code, label) for code, label in ((c, selectors_label("channel", c)) for c in CHANNELS)],
+        channels=[(code, label("channel", code)) for code in CHANNELS],
         units=[("minutes", _("minutes")), ("hours", _("hours")), ("days", _("days"))],
         languages=LANGUAGES,
     )
     response.status_code = status
     return response
-
-
-def selectors_label(table: str, code: str) -> str:
-    from tertulia.dashboard.labels import label
-
-    return label(table, code)
 
 
 @require_POST
@@ -530,7 +525,7 @@ def outbox(request: HttpRequest, store: Store) -> HttpResponse:
         channel = None
     page = Paginator(_outbox_rows(store, channel), OUTBOX_PER_PAGE).get_page(request.GET.get("page"))
     return _page(request, store, "dashboard/outbox.html", "outbox", page=page, channel=channel,
-                 channels=[(code, selectors_label("channel", code)) for code in CHANNELS])
+                 channels=[(code, label("channel", code)) for code in CHANNELS])
 
 
 @require_GET
