@@ -388,4 +388,14 @@ def test_filter_sort_and_show_more_follow_the_api(twelve_reviews, browser, live_
     widget.get_by_label("Puntuación", exact=True).select_option("")
     expect(reviews).to_have_count(10)
     expect(reviews.first.locator("h3")).to_have_text("Sobre el aroma")
+
+    # A helpful vote counts once per device, and the count survives a reload.
+    helpful = reviews.first.get_by_role("button", name="Útil (0)")
+    helpful.click()
+    expect(reviews.first.get_by_role("button", name="Útil (1)")).to_have_attribute("aria-pressed", "true")
+    page.reload()
+    widget.get_by_label("Ordenar por").select_option("oldest")
+    expect(reviews.first.locator("h3")).to_have_text("Sobre el aroma")
+    reviews.first.get_by_role("button", name="Útil (1)").click()
+    expect(reviews.first.get_by_role("button", name="Útil (1)")).to_have_attribute("aria-pressed", "true")
     assert page.errors == []

@@ -127,7 +127,7 @@ fieldset{border:0;padding:0;margin:0}legend{font-weight:600;padding:0;margin-bot
 .err{color:#a4161a;font-size:.9em;margin:.2em 0 0}[aria-invalid=true]{border-color:#a4161a}
 .msg{border-radius:6px;padding:.7em 1em;margin:.8em 0}.msg:empty{display:none}.ok{background:#e6f2e8}.hold{background:#fff4d6}.no{background:#fde7e7}
 .msg ul{list-style:disc;padding-left:1.2em;margin:.3em 0 0}
-section>.row{margin:.6em 0}.q{border-top:1px solid var(--b);padding:.8em 0}.q p{margin:.2em 0}.ans{margin:.5em 0 0 1.2em;padding-left:.8em;border-left:2px solid var(--b)}
+section>.row{margin:.6em 0}.q{border-top:1px solid var(--b);padding:.8em 0}.q p{margin:.2em 0}.ans{margin:.5em 0 0 1.2em;padding-left:.8em;border-left:2px solid var(--b)}.ans .btn2{font-size:.85em;padding:.15em .6em}
 details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font-weight:600}
 .rp{border:0;padding:0;font-size:.92em}.rp summary{font-weight:400;color:var(--m)}.mini{margin:.5em 0;padding:.7em}
 `;
@@ -338,9 +338,7 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
         return h("a", { href: url, target: "_blank", rel: "noopener noreferrer nofollow" },
           h("img", { src: url, alt: this.t("photo", i + 1, author), loading: "lazy", width: 84, height: 84 }));
       }).filter(Boolean);
-      const helpful = Number(r.helpful) || 0;
-      const vote = h("button", { type: "button", class: "btn2" }, this.t("helpful", this.num(helpful)));
-      vote.addEventListener("click", () => this.vote(vote, `${this.base()}/reviews/${encodeURIComponent(str(r.id))}/votes`, helpful));
+      const vote = this.voteButton(`${this.base()}/reviews/${encodeURIComponent(str(r.id))}/votes`, r.helpful);
       const reply = r.reply && str(r.reply.text);
       return h("li", { class: "rv", "data-id": str(r.id) },
         h("div", { class: "row" }, this.stars(r.rating), r.verified ? h("span", { class: "badge" }, "✓ ", this.t("verified")) : null),
@@ -375,6 +373,13 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
       });
       box.append(form);
       return box;
+    }
+
+    voteButton(url, helpful) {
+      const count = Number(helpful) || 0;
+      const button = h("button", { type: "button", class: "btn2" }, this.t("helpful", this.num(count)));
+      button.addEventListener("click", () => this.vote(button, url, count));
+      return button;
     }
 
     async vote(button, url, count) {
@@ -571,7 +576,8 @@ details{border-top:1px solid var(--b);padding:.6em 0}summary{cursor:pointer;font
           h("p", { class: "m" }, str(a.author) || this.t("anon"),
             a.by_staff ? [" ", h("span", { class: "badge" }, this.t("staff"))] : null,
             !a.by_staff && a.verified_buyer ? [" ", h("span", { class: "badge" }, "✓ ", this.t("buyer"))] : null,
-            " · ", h("time", { datetime: str(a.created_at) }, this.date(a.created_at)))))) : null,
+            " · ", h("time", { datetime: str(a.created_at) }, this.date(a.created_at))),
+          this.voteButton(`${this.base()}/answers/${encodeURIComponent(str(a.id))}/votes`, a.helpful)))) : null,
         this.answerBox(q.id));
     }
 
