@@ -248,3 +248,19 @@ def test_the_journeys_review_link_opens_this_form(client, store, products):
     url = review_url_for(store_id=store.pk, order_id=order.pk, customer_id=order.customer_id)
     response = client.get(urlsplit(url).path)
     assert response.status_code == 200 and "Aceite de oliva 2" in response.content.decode()
+
+
+def test_admin_lists_content_and_decides_through_the_service(client, store, products, monkeypatch, django_user_model):
+    scripted_moderation(monkeypatch)
+    held = services.review_submit(store=store, product=products["ACE-1"], rating=2, text="Regular [hold:rudeness]",
+                                  author=Author(email="secret@example.com"))
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "x")
+    client.force_login(admin_user)
+    listing = client.get("/admin/ugc/review/")
+    assert listing.status_code == 200 and "Regular" in listing.content.decode()
+    detail = client.get(f"/admin/ugc/review/{held.id}/change/").content.decode()
+    assert "secret@example.com" not in detail  # the author's address is never shown
+    response = client.post("/admin/ugc/review/", {"action": "approve", "_selected_action": [held.id]})
+    assert response.status_code == 302
+    review = Review.objects.get(pk=held.id)
+    assert review.status == "published" and review.decided_by == "root"
