@@ -421,3 +421,20 @@ def test_rejection_notice_over_real_smtp(store, products, script, settings):
     assert message.get_content_type() == "text/plain"  # plain text: nothing in it can run
     body = message.get_content()
     assert "Negative opinions are welcome" in body and "<script>alert(1)</script>" in body
+
+
+def test_author_data_erase_anonymises_what_a_person_wrote(store, products):
+    order = delivered_order(store, email="olvidame@example.com", skus=["ACE-1"], order_id="GDPR-1")
+    mine = services.review_submit(store=store, product=products["ACE-1"], rating=4, text="Muy rico",
+                                  token=review_token(order), author=Author(display_name="Lucía G.", device_id="device-gdpr-1"))
+    by_email = services.question_ask(store=store, product=products["ACE-2"], text="¿Pica?",
+                                     author=Author(display_name="Lucía", email="Olvidame@example.com"))
+    other = services.review_submit(store=store, product=products["ACE-1"], rating=5, text="De otra persona",
+                                   author=Author(display_name="Pedro"))
+    assert services.author_data_erase(store=store, customer_id=order.customer_id, email="olvidame@example.com") == 2
+    review = Review.objects.get(pk=mine.id)
+    assert (review.display_name, review.anonymous, review.customer_id, review.device_hash) == ("", True, None, "")
+    assert review.text == "Muy rico" and review.verified_buyer
+    question = Question.objects.get(pk=by_email.id)
+    assert question.author_email == "" and question.display_name == ""
+    assert Review.objects.get(pk=other.id).display_name == "Pedro"

@@ -892,3 +892,36 @@ def store_origin_remove(*, store: Store, origin: str) -> bool:
 
     transaction.on_commit(lambda: origins_forget(store.slug))
     return bool(deleted)
+
+
+# --- privacy ---------------------------------------------------------------------------------------
+
+
+def author_data_erase(*, store: Store, customer_id: int | None = None, email: str = "") -> int:
+    """Anonymise everything a person wrote (by customer id and/or the e-mail they gave): name, e-mail, hashes
+    and the link to the customer go; the text stays as anonymous content. Returns how many items changed.
+
+    For customers.privacy.customer_erase to call (GDPR / LOPDGDD erasure)."""
+    from django.db.models import Q
+
+    email = (email or "").strip().lower()
+    if not customer_id and not email:
+        return 0
+    match = Q(pk__in=[])
+    if customer_id:
+        match |= Q(customer_id=customer_id)
+    if email:
+        match |= Q(author_email=email)
+    changed = 0
+    products: list[int | None] = []
+    with transaction.atomic():
+        for content_type, model in MODELS.items():
+            rows = model.objects.for_store(store).filter(match)
+            if content_type in (ContentType.REVIEW, ContentType.QUESTION, ContentType.COMMENT):
+                products += list(rows.values_list("product_id", flat=True))
+            elif content_type == ContentType.ANSWER:
+                products += list(rows.values_list("question__product_id", flat=True))
+            changed += rows.update(display_name="", anonymous=True, author_email="", customer=None, ip_hash="",
+                                   device_hash="", updated_at=timezone.now())
+        products_touch(store=store, product_ids=[p for p in products if p])
+    return changed
