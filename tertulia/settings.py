@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "tertulia.journeys",
     "tertulia.moderation",
     "tertulia.ugc",
+    "tertulia.listening",
     "tertulia.dashboard",
     "tertulia.ops",
 ]
