@@ -212,7 +212,7 @@ def _store(slug: str) -> Store:
 
 
 def _etag_matches(request: HttpRequest, etag: str) -> bool:
-    header = request.headers.get("If-None-Match", "")
+    header = request.META.get("HTTP_IF_NONE_MATCH", "")
     if not header:
         return False
     if header.strip() == "*":
@@ -352,7 +352,7 @@ def _product(state: ProductState) -> Product:
 
 
 def _idempotency_key(request: HttpRequest) -> str:
-    return request.headers.get("Idempotency-Key", "")
+    return request.META.get("HTTP_IDEMPOTENCY_KEY", "")
 
 
 # --- product reads ---------------------------------------------------------------------------------

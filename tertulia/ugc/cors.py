@@ -87,7 +87,7 @@ def cors(view: Callable) -> Callable:
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        origin = request.headers.get("Origin", "")
+        origin = request.META.get("HTTP_ORIGIN", "")  # META, not .headers: this runs on every public read
         slug = kwargs.get("store", "")
         allowed = bool(origin) and origin_allowed(request, slug, origin)
         if request.method == "OPTIONS":
