@@ -2,6 +2,7 @@
 
     python bench/moderation.py            # uses the classifiers shipped in the package
     python bench/moderation.py --items 20000
+    python bench/moderation.py --db 2000  # also content_moderate end to end on a scratch SQLite database
 
 Quality is measured only on data the classifiers never trained on:
 - the project's labelled set, test split (ids whose CRC32 % 10 < 3), Spanish and English;
@@ -95,6 +96,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=default_data_dir())
     parser.add_argument("--items", type=int, default=10000, help="items for the speed run")
     parser.add_argument("--split", default="test", choices=["test", "train"], help="labelled split to score")
+    parser.add_argument("--db", type=int, default=0, help="also time content_moderate on this many items, with "
+                        "history, in a scratch SQLite database (TERTULIA_HOME must be a scratch directory)")
     args = parser.parse_args()
     spam, toxicity = shipped("spam"), shipped("toxicity")
     rows = labelled_load(args.data, split=args.split)
@@ -151,6 +154,38 @@ def main() -> None:
     print(f"\nSpeed: checks_run over {len(items)} items (average {average:.0f} characters), one process:")
     print(f"  per CPU second (one core): {len(items) / cpu:,.0f} items/s ({cpu / len(items) * 1e6:.0f} µs per item)")
     print(f"  per wall-clock second:     {len(items) / elapsed:,.0f} items/s (load average {os.getloadavg()[0]:.1f})")
+    if args.db:
+        database_run(texts, args.db)
+
+
+def database_run(texts: list[str], count: int) -> None:
+    """content_moderate end to end: policy, history queries, checks, the judgement and decision rows."""
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from tertulia.core.services import store_create
+    from tertulia.moderation.services import content_moderate
+
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" or "bench" not in str(
+            settings.DATABASES["default"]["NAME"]):
+        print("\n--db needs the default scratch SQLite (TERTULIA_HOME=/tmp/tertulia-bench-moderation); skipped")
+        return
+    call_command("migrate", verbosity=0)
+    from tertulia.core.models import Store
+
+    Store.objects.filter(slug="bench-moderation").delete()
+    store = store_create(slug="bench-moderation", name="Bench")
+    names = [f"Persona {n}" for n in range(200)]
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    for n in range(count):
+        item = ContentItem(kind="review", text=texts[n % len(texts)], author_name=names[n % len(names)],
+                           device_id=f"device-{n % 300}", ip=f"10.0.{n % 50}.1", subject="Zapatillas Trail Aurora")
+        content_moderate(store=store, item=item, content_type="review", content_id=n + 1)
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    print(f"\ncontent_moderate on SQLite, {count} items with growing history (judgement + decision written each):")
+    print(f"  {count / elapsed:,.0f} items/s wall-clock, {count / cpu:,.0f} per CPU second of this process")
 
 
 if __name__ == "__main__":

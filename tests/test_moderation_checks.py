@@ -256,3 +256,12 @@ def test_any_text_gets_scores_between_0_and_1(text, name):
                          CheckContext(**MODELS))[1]
     assert {r.code for r in results} == set(codes.REASON_CODES)
     assert all(0.0 <= r.score <= 1.0 for r in results)
+
+
+@pytest.mark.parametrize("a, b", [("juanperez", "juanperes"), ("mariagarcia", "mariagarci"), ("abc", "xyz"),
+                                  ("personaveinte", "personaveintiuno"), ("", "abc"), ("lucia", "lucia")])
+def test_bounded_edit_distance_agrees_with_the_full_one(a, b):
+    from tertulia.moderation.checks.identity import distance, within
+
+    for limit in range(4):
+        assert within(a, b, limit) == (distance(a, b) <= limit)

@@ -13,7 +13,7 @@ from tertulia.moderation.classifier import Classifier, shipped
 from tertulia.moderation.models import Decision, Judgement, Policy, StoreClassifier
 from tertulia.moderation.normalize import skeleton
 
-HISTORY_LIMIT = 200
+HISTORY_LIMIT = 100
 MEMBERS_LIMIT = 1000
 _MEMBERS_TTL = 60.0
 _members_cache: dict[int, tuple[float, list[Member]]] = {}

@@ -98,6 +98,24 @@ def _ratio(a: str, b: str) -> float:
     return distance(a, b) / max(len(a), len(b), 1)
 
 
+def within(a: str, b: str, limit: int) -> bool:
+    """Whether the edit distance of a and b is at most `limit`: only a band of the table, stopping early."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    if a == b:
+        return True
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        low, high = max(1, i - limit), min(len(b), i + limit)
+        current = [i] + [limit + 1] * len(b)
+        for j in range(low, high + 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != b[j - 1]))
+        if min(current[max(0, low - 1):high + 1]) > limit:
+            return False
+        previous = current
+    return previous[len(b)] <= limit
+
+
 def _other_person(member: Member, *, customer_id: int | None, device_hash: str) -> bool:
     if customer_id and member.customer_id == customer_id:
         return False
@@ -139,6 +157,8 @@ def check_impersonation(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
         strong = any(r in _STRONG_ROLES for r in roles)
         scores.append(0.6 if strong else 0.3)
         evidence.append(_("role in the name: %(roles)s") % {"roles": ", ".join(roles)})
+    near: dict[str, bool] = {}  # one comparison per distinct name, however many people use it
+    limit = int(0.15 * len(key))
     for member in ctx.members:
         if not _other_person(member, customer_id=a.item.customer_id, device_hash=ctx.device_hash):
             continue
@@ -149,7 +169,7 @@ def check_impersonation(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
             elif len(name.split()) >= 2 or len(key) >= 8:
                 scores.append(0.55)
                 evidence.append(_("same name as another member: %(name)s") % {"name": member.name})
-        elif len(key) >= 6 and abs(len(key) - len(member.key)) <= 2 and _ratio(key, member.key) <= 0.15:
+        elif len(key) >= 7 and limit and near.setdefault(member.key, within(key, member.key, limit)):
             scores.append(0.5)
             evidence.append(_("close to member: %(name)s") % {"name": member.name})
     score = max(scores, default=0.0)

@@ -43,7 +43,9 @@ def check_repetition(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
         prior_subject = prior.subject_key
         subject_match = bool(a.subject_key) and prior_subject == a.subject_key
         author = same_author(prior, customer_id=item.customer_id, device_hash=ctx.device_hash, author_key=author_key)
-        similarity = jaccard(mine, shingles(normalize(prior.text).text))
+        # Jaccard cannot reach 0.6 between texts of very different length: skip the shingling.
+        lengths = sorted((len(prior.text), len(a.norm.raw)))
+        similarity = jaccard(mine, shingles(normalize(prior.text).text)) if lengths[0] >= 0.55 * lengths[1] else 0.0
         score = 0.0
         if author:
             if subject_match:
