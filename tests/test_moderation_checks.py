@@ -265,3 +265,14 @@ def test_bounded_edit_distance_agrees_with_the_full_one(a, b):
 
     for limit in range(4):
         assert within(a, b, limit) == (distance(a, b) <= limit)
+
+
+def test_names_differing_only_by_digits_are_different_people():
+    members = [Member(name=f"Persona {n}", key=skeleton(f"Persona {n}"), device_hash=f"d{n}") for n in range(50)]
+    context = CheckContext(members=members, device_hash="mine", **MODELS)
+    assert codes.IMPERSONATION not in flagged("Muy buenas.", context=context, author_name="Persona 51")[0]
+    near = [Member(name="Macarena Solís", key=skeleton("Macarena Solís"), device_hash="x")]
+    context = CheckContext(members=near, device_hash="mine", **MODELS)
+    # The same full name from another device: a person looks (it may be a namesake).
+    assert flagged("Muy buenas.", context=context, author_name="Macarena Solis")[1][codes.IMPERSONATION].score == 0.55
+    assert flagged("Era mía.", context=context, author_name="Macarena Solys")[1][codes.IMPERSONATION].score == 0.5

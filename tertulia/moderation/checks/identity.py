@@ -116,6 +116,12 @@ def within(a: str, b: str, limit: int) -> bool:
     return previous[len(b)] <= limit
 
 
+def _near(cache: dict[str, bool], key: str, other: str, limit: int) -> bool:
+    if other not in cache:
+        cache[other] = within(key, other, limit)
+    return cache[other]
+
+
 def _other_person(member: Member, *, customer_id: int | None, device_hash: str) -> bool:
     if customer_id and member.customer_id == customer_id:
         return False
@@ -158,7 +164,8 @@ def check_impersonation(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
         scores.append(0.6 if strong else 0.3)
         evidence.append(_("role in the name: %(roles)s") % {"roles": ", ".join(roles)})
     near: dict[str, bool] = {}  # one comparison per distinct name, however many people use it
-    limit = int(0.15 * len(key))
+    # Near spellings count only for names of letters: "usuario12" and "usuario13" are two people.
+    limit = int(0.15 * len(key)) if key.isalpha() else 0
     for member in ctx.members:
         if not _other_person(member, customer_id=a.item.customer_id, device_hash=ctx.device_hash):
             continue
@@ -169,7 +176,7 @@ def check_impersonation(a: Analysis, ctx: CheckContext) -> list[CheckResult]:
             elif len(name.split()) >= 2 or len(key) >= 8:
                 scores.append(0.55)
                 evidence.append(_("same name as another member: %(name)s") % {"name": member.name})
-        elif len(key) >= 7 and limit and near.setdefault(member.key, within(key, member.key, limit)):
+        elif len(key) >= 7 and limit and member.key.isalpha() and _near(near, key, member.key, limit):
             scores.append(0.5)
             evidence.append(_("close to member: %(name)s") % {"name": member.name})
     score = max(scores, default=0.0)
