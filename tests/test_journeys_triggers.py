@@ -255,3 +255,13 @@ def test_a_cart_that_changes_hands_is_enrolled_once(shop):
     cart(shop, "bea@example.com", "c1", at=NOW + timedelta(minutes=32))  # Bea logs in on the same cart
     triggers_sweep(now=NOW + timedelta(hours=2), store=shop, full=True)
     assert enrollments(shop, "abandoned_cart").count() == 1
+
+
+def test_a_cart_that_arrives_after_its_moment_is_found_by_the_next_full_look(shop):
+    subscribe(shop, "ana@example.com")
+    assert triggers_sweep(now=NOW, store=shop) == 0  # the first look is whole; nothing yet
+    cart(shop, "ana@example.com", "late", at=NOW - timedelta(hours=2))  # reported two hours late
+    triggers_sweep(now=NOW + timedelta(seconds=2), store=shop)  # incremental: only what fell due since
+    assert not enrollments(shop, "abandoned_cart").exists()
+    triggers_sweep(now=NOW + timedelta(minutes=6), store=shop)  # the full look: rows written since the last
+    assert enrollments(shop, "abandoned_cart").get().trigger_id == "late"

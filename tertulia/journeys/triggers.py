@@ -53,6 +53,10 @@ DEFAULT_LOOKAHEAD_SECONDS = 5.0
 # late facts are found by the full look every FULL_EVERY; a short overlap keeps each look small.
 OVERLAP = timedelta(seconds=1)
 FULL_EVERY = timedelta(minutes=5)
+# Most full looks only need rows written since the previous one (a fact that arrived late was
+# written late); a whole look, which also finds people who became reachable later, runs less often.
+WHOLE_EVERY = timedelta(minutes=30)
+WRITTEN_MARGIN = timedelta(minutes=1)
 SETTLE_EVERY = timedelta(minutes=10)
 _LOCK_NAMESPACE = 0x7E48  # pg_try_advisory_lock(namespace, store id) while a store is swept
 
@@ -235,10 +239,15 @@ def _last_orders_of(store_id: int, customers: list[int]) -> dict[int, datetime]:
 
 @dataclass(slots=True)
 class Window:
-    """Facts to look at: fact moments in (low, high]."""
+    """Facts to look at: fact moments in (low, high], and with `written_since`, only rows written since then."""
 
     low: datetime
     high: datetime
+    written_since: datetime | None = None
+
+
+def _written(window: Window) -> dict[str, datetime]:
+    return {"updated_at__gt": window.written_since} if window.written_since is not None else {}
 
 
 def _wait(journey: Journey) -> int:
@@ -259,7 +268,7 @@ def carts_abandoned(journey: Journey, window: Window, now: datetime) -> list[Can
     rows = list(
         Cart.objects.for_store(journey.store_id)
         .filter(status=CartStatus.OPEN, last_event_at__gt=window.low, last_event_at__lte=window.high,
-                customer__isnull=False)
+                customer__isnull=False, **_written(window))
         .exclude(items=[])
         .values_list("customer_id", "external_id", "last_event_at")
     )
@@ -272,7 +281,7 @@ def carts_abandoned(journey: Journey, window: Window, now: datetime) -> list[Can
 def orders_placed(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
     rows = list(
         Order.objects.for_store(journey.store_id)
-        .filter(placed_at__gt=window.low, placed_at__lte=window.high, customer__isnull=False)
+        .filter(placed_at__gt=window.low, placed_at__lte=window.high, customer__isnull=False, **_written(window))
         .exclude(status=OrderStatus.CANCELLED)
         .values_list("customer_id", "external_id", "placed_at")
     )
@@ -348,7 +357,7 @@ def orders_delivered_for_referral(journey: Journey, window: Window, now: datetim
     rows = _keep(journey, list(
         Order.objects.for_store(journey.store_id)
         .filter(delivered_at__gt=window.low, delivered_at__lte=window.high, cancelled_at__isnull=True,
-                customer__isnull=False)
+                customer__isnull=False, **_written(window))
         .values_list("customer_id", "external_id", "delivered_at")
     ), TriggerType.ORDER)
     cooling = _cooling(journey, now, sorted({r[0] for r in rows}))
@@ -456,6 +465,7 @@ class _Seen:
     ran_at: datetime
     high: datetime
     full_at: datetime
+    whole_at: datetime
 
 
 # Process-local memory of each (database, journey incarnation and version, kind): when it last ran
@@ -483,6 +493,8 @@ def _window(journey: Journey, kind: Kind, now: datetime, full: bool) -> tuple[Wi
     is_full = full or seen is None or not kind.incremental or now - seen.full_at >= FULL_EVERY
     if not is_full:
         window.low = max(window.low, seen.high - OVERLAP)
+    elif not full and seen is not None and kind.incremental and now - seen.whole_at < WHOLE_EVERY:
+        window.written_since = seen.full_at - WRITTEN_MARGIN
     return window, is_full
 
 
@@ -490,8 +502,10 @@ def _remember(journey: Journey, kind: Kind, now: datetime, window: Window, full:
     key = _state_key(journey, kind)
     with _state_lock:
         previous = _state.get(key)
+        whole = full and window.written_since is None
         _state[key] = _Seen(ran_at=now, high=window.high,
-                            full_at=now if full or previous is None else previous.full_at)
+                            full_at=now if full or previous is None else previous.full_at,
+                            whole_at=now if whole or previous is None else previous.whole_at)
 
 
 def sweep_state_reset() -> None:
@@ -615,7 +629,9 @@ def carts_reschedule(*, journey: Journey, now: datetime, full: bool = False) -> 
         seen = None
     if not full and seen is not None and now - seen.ran_at < _RESCHEDULE.every:
         return 0
-    is_full = full or seen is None or now - seen.full_at >= FULL_EVERY
+    # Rows written since the last look are all it needs (activity writes the row): a whole look only
+    # without memory of one.
+    is_full = full or seen is None
     low = now - _lookback(journey) if is_full else max(now - _lookback(journey), seen.high - OVERLAP)
     active_since = Enrollment.objects.filter(
         journey_id=journey.pk, trigger_type=TriggerType.CART, trigger_id=OuterRef("external_id"),
