@@ -16,8 +16,14 @@ from tertulia.moderation.normalize import skeleton
 HISTORY_LIMIT = 100
 MEMBERS_LIMIT = 1000
 _MEMBERS_TTL = 60.0
-_members_cache: dict[int, tuple[float, list[Member]]] = {}
-_classifier_cache: dict[tuple[int, int], Classifier] = {}
+_members_cache: dict[tuple, tuple[float, list[Member]]] = {}
+_classifier_cache: dict[tuple, Classifier] = {}
+_latest_cache: dict[tuple, tuple[float, int | None]] = {}
+
+
+def _store_key(store: Store) -> tuple:
+    # Ids can come back (a rolled-back test, a restored backup); with the creation time they cannot collide.
+    return (store.pk, store.created_at.timestamp() if store.created_at else 0)
 
 
 def policy_get(*, store: Store) -> policy_rules.EffectivePolicy:
@@ -33,15 +39,28 @@ def policy_get(*, store: Store) -> policy_rules.EffectivePolicy:
 
 
 def store_classifier(*, store: Store | None, name: str) -> Classifier | None:
-    """The store's newest retrained classifier `name`, or the one shipped with Tertulia."""
+    """The store's newest retrained classifier `name`, or the one shipped with Tertulia.
+
+    Which version is newest is remembered for a minute per process (retraining in this process
+    forgets it at once), so a submission does not pay a query per model.
+    """
     if store is not None:
-        row = (StoreClassifier.objects.for_store(store).filter(name=name).order_by("-version")
-               .values_list("pk", flat=True).first())
+        now = time.monotonic()
+        known = _latest_cache.get((*_store_key(store), name))
+        if known is not None and now - known[0] < _MEMBERS_TTL:
+            row = known[1]
+        else:
+            row = (StoreClassifier.objects.for_store(store).filter(name=name).order_by("-version")
+                   .values_list("pk", flat=True).first())
+            _latest_cache[(*_store_key(store), name)] = (now, row)
         if row is not None:
-            cached = _classifier_cache.get((store.pk, row))
+            cached = _classifier_cache.get((*_store_key(store), row))
             if cached is None:
-                blob = StoreClassifier.objects.values_list("model", flat=True).get(pk=row)
-                cached = _classifier_cache[(store.pk, row)] = Classifier.from_json(zlib.decompress(bytes(blob)))
+                blob = StoreClassifier.objects.for_store(store).filter(pk=row).values_list("model", flat=True).first()
+                if blob is None:
+                    _latest_cache.pop((*_store_key(store), name), None)
+                    return shipped(name)
+                cached = _classifier_cache[(*_store_key(store), row)] = Classifier.from_json(zlib.decompress(bytes(blob)))
             return cached
     return shipped(name)
 
@@ -49,7 +68,7 @@ def store_classifier(*, store: Store | None, name: str) -> Classifier | None:
 def _members(store: Store, since: datetime) -> list[Member]:
     """Display names in recent use, cached a minute per process: impersonation compares against them."""
     now = time.monotonic()
-    cached = _members_cache.get(store.pk)
+    cached = _members_cache.get(_store_key(store))
     if cached and now - cached[0] < _MEMBERS_TTL:
         return cached[1]
     rows = (Judgement.objects.for_store(store).filter(created_at__gte=since).exclude(author_key="")
@@ -59,12 +78,17 @@ def _members(store: Store, since: datetime) -> list[Member]:
         members.setdefault((key, customer_id, device_hash), Member(name=name, key=key, customer_id=customer_id,
                                                                    device_hash=device_hash))
     result = list(members.values())
-    _members_cache[store.pk] = (now, result)
+    _members_cache[_store_key(store)] = (now, result)
     return result
 
 
 def members_forget(*, store: Store) -> None:
-    _members_cache.pop(store.pk, None)
+    _members_cache.pop(_store_key(store), None)
+
+
+def classifiers_forget(*, store: Store) -> None:
+    for key in [k for k in _latest_cache if k[:2] == _store_key(store)]:
+        _latest_cache.pop(key, None)
 
 
 def check_context_build(

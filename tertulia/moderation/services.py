@@ -25,7 +25,7 @@ from tertulia.moderation.fingerprint import simhash, simhash_bands, style_vector
 from tertulia.moderation.items import CheckResult, ContentItem, Verdict
 from tertulia.moderation.models import Action, Decision, Judgement, Policy, PolicyRevision, StoreClassifier
 from tertulia.moderation.normalize import fold, skeleton
-from tertulia.moderation.selectors import check_context_build, members_forget, policy_get
+from tertulia.moderation.selectors import check_context_build, classifiers_forget, members_forget, policy_get
 
 __all__ = [
     "CheckResult", "ContentItem", "Verdict", "action_message", "checks_run", "content_moderate", "decision_record",
@@ -269,10 +269,12 @@ def store_classifier_save(*, store: Store, classifier: Classifier, examples: int
     with transaction.atomic():
         latest = (StoreClassifier.objects.select_for_update().for_store(store).filter(name=classifier.name)
                   .order_by("-version").values_list("version", flat=True).first()) or 0
-        return StoreClassifier.objects.create(
+        saved = StoreClassifier.objects.create(
             store=store, name=classifier.name, version=latest + 1, model=zlib.compress(classifier.to_json(), 6),
             examples=examples, info=classifier.info,
         )
+    classifiers_forget(store=store)
+    return saved
 
 
 def judgements_erase(*, store: Store, customer_id: int) -> int:
