@@ -271,3 +271,37 @@ def test_command_unknown_store_or_customer(store, other_store, ana):
     with pytest.raises(CommandError, match="No customer"):
         call_command("customer", "erase", str(ana.pk), "--store", other_store.slug, "--yes")
     assert Customer.objects.get(pk=ana.pk).erased_at is None
+
+
+def test_erase_reaches_messages_and_contributions(api, store, ana):
+    """What the journeys sent and what the person wrote lose the person, and keep the figures."""
+    from tertulia.channels.models import Delivery, OutboxMessage
+    from tertulia.ugc.models import Review
+    from tertulia.ugc.services import Author, review_submit
+    from tests.ugc_support import catalogue
+
+    product = catalogue(store)["ACE-1"]
+    delivery = Delivery.objects.create(
+        store=store, customer=ana, channel="email", journey_key="abandoned_cart", step_key="email_1",
+        status="sent", due_at=T0, sent_at=T0, to_address="ana@example.com", subject="Ana, ¿te ayudamos?",
+        body_text="Hola Ana", body_html="<p>Hola Ana</p>", links=["https://shop.example/cart?token=secret"])
+    OutboxMessage.objects.create(store=store, delivery=delivery, from_email="shop@example.com",
+                                 to=["ana@example.com"], subject="Ana, ¿te ayudamos?", raw="Hola Ana")
+    review_submit(store=store, product=product, rating=2, text="El aceite llegó con el tapón roto.",
+                  author=Author(display_name="Ana García", email="ana@example.com"))
+    review_submit(store=store, product=product, rating=5, text="Muy bueno, repetiré.",
+                  author=Author(display_name="Ana G.", customer_id=ana.pk))
+
+    result = api.post(f"/api/v1/customers/{ana.pk}/erase", {}).json()
+
+    assert result["messages_scrubbed"] == 1 and result["contributions_anonymised"] == 2
+    delivery.refresh_from_db()
+    assert (delivery.to_address, delivery.subject, delivery.body_text, delivery.body_html, delivery.links) == \
+        ("", "", "", "", [])
+    assert (delivery.status, delivery.journey_key, delivery.sent_at) == ("sent", "abandoned_cart", T0)
+    assert not OutboxMessage.objects.filter(delivery=delivery).exists()
+    reviews = Review.objects.for_store(store).order_by("pk")
+    assert [(r.display_name, r.author_email, r.customer_id) for r in reviews] == [("", "", None), ("", "", None)]
+    assert [r.rating for r in reviews] == [2, 5]
+    again = api.post(f"/api/v1/customers/{ana.pk}/erase", {}).json()
+    assert (again["messages_scrubbed"], again["contributions_anonymised"]) == (0, 0)

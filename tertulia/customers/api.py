@@ -179,6 +179,8 @@ class ErasureOut(Schema):
     consent_changes_scrubbed: int
     events_scrubbed: int
     carts_scrubbed: int
+    messages_scrubbed: int = Field(..., description="Messages sent to the person whose address and words were removed.")
+    contributions_anonymised: int = Field(..., description="Reviews, questions, answers... left as anonymous content.")
 
 
 _ONE = {**READ_ERRORS, 404: ErrorOut}

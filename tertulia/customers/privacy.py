@@ -86,6 +86,8 @@ class Erasure:
     consent_changes_scrubbed: int
     events_scrubbed: int
     carts_scrubbed: int
+    messages_scrubbed: int = 0
+    contributions_anonymised: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {field: getattr(self, field) for field in self.__dataclass_fields__}
@@ -119,7 +121,11 @@ def customer_erase(*, store: Store, customer_id: int) -> Erasure:
             Customer.objects.for_store(store).filter(pk__in=dirty, erased_at__isnull=True).update(erased_at=erased_at)
         Customer.interests.through.objects.filter(customer_id__in=ids).delete()
 
+        emails = list(Identity.objects.for_store(store).filter(customer_id__in=ids, kind="email")
+                      .values_list("value", flat=True))
         identities_deleted, _ = Identity.objects.for_store(store).filter(customer_id__in=ids).delete()
+        messages_scrubbed = _scrub_messages(store, ids)
+        contributions = _anonymise_contributions(store, ids, emails)
 
         changes = [
             change for change in ConsentChange.objects.for_store(store).filter(customer_id__in=ids).only("pk", "evidence")
@@ -147,9 +153,32 @@ def customer_erase(*, store: Store, customer_id: int) -> Erasure:
         customer_id=survivor_id, erased_at=erased_at, profiles_erased=len(dirty),
         identities_deleted=identities_deleted, consent_changes_scrubbed=len(changes),
         events_scrubbed=events_scrubbed, carts_scrubbed=carts_scrubbed,
+        messages_scrubbed=messages_scrubbed, contributions_anonymised=contributions,
     )
     logger.info("customer erased", extra={"store": store.slug, **result.as_dict()})
     return result
+
+
+def _scrub_messages(store: Store, ids: list[int]) -> int:
+    """Messages sent to the person keep their journey, step, status and times (the figures hold) but lose
+    the address and the words, which carried their name, cart and codes; the outbox copies go."""
+    # Imported here: customers sits below channels and journeys, which point at it.
+    from tertulia.channels.models import Delivery, OutboxMessage
+    from tertulia.journeys.models import Enrollment
+
+    deliveries = Delivery.objects.for_store(store).filter(customer_id__in=ids)
+    OutboxMessage.objects.filter(store=store, delivery__in=deliveries).delete()
+    Enrollment.objects.for_store(store).filter(customer_id__in=ids).exclude(context={}).update(context={})
+    return deliveries.exclude(to_address="", subject="", body_text="", body_html="", links=[]).update(
+        to_address="", subject="", body_text="", body_html="", links=[], updated_at=timezone.now())
+
+
+def _anonymise_contributions(store: Store, ids: list[int], emails: list[str]) -> int:
+    """Reviews, questions and answers stay as anonymous content: the text is the store's record, the author is not."""
+    from tertulia.ugc.services import author_data_erase
+
+    changed = sum(author_data_erase(store=store, customer_id=customer_id) for customer_id in ids)
+    return changed + sum(author_data_erase(store=store, email=email) for email in emails)
 
 
 def _save_payloads(events: list[Event]) -> int:
