@@ -488,12 +488,28 @@ def review_submit(*, store: Store, product: Product, rating, text, title="", aut
             _judge(store=store, item=review, kind="review", content_type=ContentType.REVIEW, author=author,
                    clean=clean, subject=product.title, terms=_product_terms(store, product), now=moment)
             products_touch(store=store, product_ids=[product.pk], reviews=True, now=moment)
+            _review_journeys(store, review, written=True, now=moment)
             reply_language = author_language(store=store, item=review, preferred=author.answer_language or clean.language)
             _notify_author(store, review, ContentType.REVIEW, reply_language)
     except Exception:
         _files_delete(stored_files)
         raise
     return _outcome(store, review, ContentType.REVIEW, language=reply_language, edited=edited)
+
+
+def _review_journeys(store: Store, review: Review, *, written: bool, now: datetime) -> None:
+    """A known customer's review ends their review request (the reminder is not needed) and, once it is
+    published with a good rating, starts the referral request (#3 journeys decide whether it is good)."""
+    if review.customer_id is None:
+        return
+    from tertulia.journeys.services import enrollments_exit, journeys_trigger_review
+
+    if written:
+        enrollments_exit(store=store, customer_id=review.customer_id, reason="reviewed",
+                         journey_keys=["review_request"], now=now)
+    if review.status == Status.PUBLISHED:
+        journeys_trigger_review(store=store, customer_id=review.customer_id, review_id=review.pk,
+                                rating=review.rating, at=review.created_at, now=now)
 
 
 def _files_delete(names: Sequence[str]) -> None:
@@ -857,6 +873,8 @@ def content_decide(*, store: Store, content_type: str, ids: list[int], action: s
                     post_count=F("post_count") + (1 if status == Status.PUBLISHED else -1))
             if isinstance(item, Question):
                 _invite_buyers_if_published(store, item)
+            if isinstance(item, Review):
+                _review_journeys(store, item, written=False, now=moment)
             if item.author_email:
                 from tertulia.core.jobs import job_schedule
                 from tertulia.ugc.tasks import author_notice_send
