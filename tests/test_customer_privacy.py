@@ -292,6 +292,9 @@ def test_erase_reaches_messages_and_contributions(api, store, ana):
     review_submit(store=store, product=product, rating=5, text="Muy bueno, repetiré.",
                   author=Author(display_name="Ana G.", customer_id=ana.pk))
 
+    from tertulia.moderation.models import Judgement
+    assert Judgement.objects.for_store(store).filter(customer_id=ana.pk).exists()
+
     result = api.post(f"/api/v1/customers/{ana.pk}/erase", {}).json()
 
     assert result["messages_scrubbed"] == 1 and result["contributions_anonymised"] == 2
@@ -303,5 +306,6 @@ def test_erase_reaches_messages_and_contributions(api, store, ana):
     reviews = Review.objects.for_store(store).order_by("pk")
     assert [(r.display_name, r.author_email, r.customer_id) for r in reviews] == [("", "", None), ("", "", None)]
     assert [r.rating for r in reviews] == [2, 5]
+    assert not Judgement.objects.for_store(store).filter(customer_id=ana.pk).exists()
     again = api.post(f"/api/v1/customers/{ana.pk}/erase", {}).json()
     assert (again["messages_scrubbed"], again["contributions_anonymised"]) == (0, 0)

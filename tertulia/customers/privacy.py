@@ -175,8 +175,11 @@ def _scrub_messages(store: Store, ids: list[int]) -> int:
 
 def _anonymise_contributions(store: Store, ids: list[int], emails: list[str]) -> int:
     """Reviews, questions and answers stay as anonymous content: the text is the store's record, the author is not."""
+    from tertulia.moderation.services import judgements_erase
     from tertulia.ugc.services import author_data_erase
 
+    for customer_id in ids:  # the texts and fingerprints moderation kept to spot repeats and sock puppets
+        judgements_erase(store=store, customer_id=customer_id)
     changed = sum(author_data_erase(store=store, customer_id=customer_id) for customer_id in ids)
     return changed + sum(author_data_erase(store=store, email=email) for email in emails)
 
