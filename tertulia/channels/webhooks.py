@@ -119,7 +119,8 @@ def twilio_status_callback(request: HttpRequest, store_slug: str) -> HttpRespons
         return error_response(error)
 
 
-def _twilio_status(request: HttpRequest, store_slug: str) -> HttpResponse:
+def _twilio_verified(request: HttpRequest, store_slug: str) -> tuple[Store, object, dict[str, str]]:
+    """The store, its Twilio account and the POSTed fields of a request Twilio really signed (403 otherwise)."""
     store = Store.objects.filter(slug=store_slug).first()
     if store is None:
         raise ApiError("unknown_store", f"No store '{store_slug}'. Check the callback URL.", 404)
@@ -137,16 +138,49 @@ def _twilio_status(request: HttpRequest, store_slug: str) -> HttpResponse:
     twilio_signature_verify(auth_token=account.secrets["auth_token"], urls=urls, params=params,
                             presented=request.headers.get("X-Twilio-Signature"))
     fields = dict(params)
+    if fields.get("AccountSid") and fields["AccountSid"] != account.settings.get("account_sid"):
+        raise ApiError("invalid_callback", "The callback is for another Twilio account.", 400,
+                       [ErrorDetail(field="AccountSid", code="mismatch", message="Not this store's account.")])
+    return store, account, fields
+
+
+def _twilio_status(request: HttpRequest, store_slug: str) -> HttpResponse:
+    store, _account, fields = _twilio_verified(request, store_slug)
     problems = [ErrorDetail(field=name, code="required", message="Required.")
                 for name in ("MessageSid", "MessageStatus") if not fields.get(name, "").strip()]
     if problems:
         raise ApiError("invalid_callback", "The status callback lacks MessageSid or MessageStatus.", 400, problems)
-    if fields.get("AccountSid") and fields["AccountSid"] != account.settings.get("account_sid"):
-        raise ApiError("invalid_callback", "The callback is for another Twilio account.", 400,
-                       [ErrorDetail(field="AccountSid", code="mismatch", message="Not this store's account.")])
     delivery = delivery_provider_status_record(store=store, provider="twilio", message_id=fields["MessageSid"][:200],
                                                status=fields["MessageStatus"][:32], error_code=fields.get("ErrorCode", "")[:16])
     logger.info("twilio status callback", extra={"store": store.slug, "message_sid": fields["MessageSid"],
                                                  "message_status": fields["MessageStatus"],
                                                  "delivery_id": delivery.pk if delivery else None})
     return _ok()
+
+
+@csrf_exempt
+def twilio_inbound_message(request: HttpRequest, store_slug: str) -> HttpResponse:
+    """Twilio's incoming-message webhook: a reply of BAJA / STOP withdraws SMS consent and ends the journeys.
+
+    Anything else a shopper texts back is acknowledged and logged (the team inbox of #5 will take it).
+    """
+    try:
+        if request.method != "POST":
+            response = error_response(ApiError("method_not_allowed", "Incoming messages are delivered with POST.", 405))
+            response["Allow"] = "POST"
+            return response
+        store, _account, fields = _twilio_verified(request, store_slug)
+        problems = [ErrorDetail(field=name, code="required", message="Required.")
+                    for name in ("MessageSid", "From") if not fields.get(name, "").strip()]
+        if problems:
+            raise ApiError("invalid_callback", "The incoming message lacks MessageSid or From.", 400, problems)
+        from tertulia.channels.tracking import opt_out_reply_record
+
+        customer_id = opt_out_reply_record(store=store, channel="sms", address=fields["From"].strip(),
+                                           body=fields.get("Body", ""),
+                                           evidence={"message_sid": fields["MessageSid"][:64]})
+        logger.info("twilio incoming message", extra={"store": store.slug, "message_sid": fields["MessageSid"],
+                                                      "opted_out_customer": customer_id})
+        return _ok()
+    except ApiError as error:
+        return error_response(error)
