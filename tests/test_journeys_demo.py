@@ -3,6 +3,8 @@
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tertulia.channels.dispatch import dispatch_run
 from tertulia.channels.models import DeliveryStatus, OutboxMessage
 from tertulia.journeys.models import Journey
@@ -10,11 +12,17 @@ from tertulia.journeys.triggers import triggers_sweep
 from tertulia.ops.demo_data import demo_store_seed
 from tests.test_journeys_support import deliveries, enrollments, fresh
 
-# 11:00 in Madrid: outside the default quiet hours, so nothing is postponed for the night.
+# 11:00 in Madrid, and 23:00: the demo store has no quiet hours, so a newcomer at night sees mail too.
 SEEDED = datetime(2025, 3, 11, 10, 0, tzinfo=UTC)
 
 
-def test_the_demo_sets_every_journey_going_and_mails_abandoned_carts_within_a_minute(db, settings):
+@pytest.fixture(params=[SEEDED, SEEDED + timedelta(hours=12)], ids=["morning", "night"])
+def seeded(request):
+    return request.param
+
+
+def test_the_demo_sets_every_journey_going_and_mails_abandoned_carts_within_a_minute(db, settings, seeded):
+    SEEDED = seeded  # noqa: N806 - the moment of seeding, as in the rest of this test
     settings.EMAIL_BACKEND = "tertulia.channels.outbox.OutboxEmailBackend"
     settings.TERTULIA_CHANNELS_SANDBOX = True
     settings.TERTULIA_CHANNEL_ADAPTERS = {}

@@ -407,6 +407,13 @@ def demo_store_seed(*, slug: str = DEMO_SLUG, seed: int = DEMO_SEED, now: dateti
         from tertulia.journeys.definitions import journeys_ensure_defaults
 
         journeys_ensure_defaults(store=store)
+        # No quiet hours in the demo: whoever starts it at night still sees the recovery e-mails within a
+        # minute (a real store keeps the 21:00-08:00 default, or sets its own).
+        from datetime import time as clock
+
+        from tertulia.channels.rules import delivery_settings_update
+
+        delivery_settings_update(store=store, quiet_hours_start=clock(0, 0), quiet_hours_end=clock(0, 0))
         for phase in demo_events_build(seed=seed, now=now):
             for offset in range(0, len(phase), limit):
                 stored += events_ingest(store=store, events=phase[offset:offset + limit], source="demo",
