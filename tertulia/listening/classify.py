@@ -218,7 +218,8 @@ def shipped() -> Model:
 
 
 _ABUSE = ("insult", "personal_attack", "rudeness", "hate")
-_DISGUISE = re.compile(r"\w[*$@0-9!.]+\w|[A-Z]{4,}")  # m**rda, 1d10ta, shouting: worth a full look
+_DISGUISE = re.compile(r"[^\W\d_][*$@0-9!]+[^\W\d_]")  # m**rda, m13rd4: worth a full look
+_LINKS = re.compile(r"\S*://\S*|www\.\S*|@\w+")  # short links and handles mix letters and digits
 
 
 @functools.cache
@@ -233,7 +234,9 @@ def _moderation():
     except ImportError:
         return None
     words = lexicon()
-    known = frozenset(normalize(w).strip() for w in (*words.known, *words.insult_heads, *words.slurs))
+    ordinary = words.common | words.stopwords.get("es", frozenset()) | words.stopwords.get("en", frozenset())
+    known = frozenset(folded for w in (*words.known, *words.insult_heads, *words.slurs)
+                      if (folded := normalize(w).strip()) and folded not in ordinary and " " not in folded)
     context = CheckContext(toxicity_model=moderation_model("toxicity"), enabled=frozenset(_ABUSE))
     return checks_run, ContentItem, context, known
 
@@ -250,7 +253,7 @@ def toxicity(text: str, *, language: str = "", sentiment: str = "") -> float:
         return 0.0
     checks_run, content_item, context, known = moderation
     if sentiment and sentiment != "negative" and known.isdisjoint(_WORD.findall(normalize(text))) \
-            and not _DISGUISE.search(text):
+            and not _DISGUISE.search(_LINKS.sub(" ", text)):
         return 0.0
     results = checks_run(content_item(kind="comment", text=text, language=language), context=context)
     return round(max((r.score for r in results if r.code in _ABUSE), default=0.0), 3)
