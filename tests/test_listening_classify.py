@@ -87,3 +87,14 @@ def test_toxicity_comes_from_moderation_checks():
     kind = classify_many(["Muchas gracias, todo perfecto", "Thanks, lovely shop"])
     assert [p.toxicity for p in kind] == [0.0, 0.0]
     assert classify("Gracias", with_toxicity=False).toxicity == 0.0
+
+
+def test_toxicity_gate_still_sends_abuse_words_and_disguises_to_moderation():
+    from tertulia.listening.classify import toxicity
+
+    # Positive tone, but a lexicon word or a disguised one: moderation still looks.
+    assert toxicity("love you guys, you stupid geniuses", sentiment="positive") > 0
+    assert toxicity("qué tienda tan bonita, m13rd4", sentiment="positive") > 0
+    # Links and handles mixing letters and digits are not disguises.
+    assert toxicity("gracias https://t.co/x9j9SjCV7k @a1b2", sentiment="positive") == 0.0
+    assert toxicity("   ") == 0.0
