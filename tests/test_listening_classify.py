@@ -98,3 +98,11 @@ def test_toxicity_gate_still_sends_abuse_words_and_disguises_to_moderation():
     # Links and handles mixing letters and digits are not disguises.
     assert toxicity("gracias https://t.co/x9j9SjCV7k @a1b2", sentiment="positive") == 0.0
     assert toxicity("   ") == 0.0
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("eres un idiota", "es"), ("hola", "es"), ("gracias!!", "es"), ("¿talla M?", "es"),
+    ("you idiot", "en"), ("thanks!!", "en"), ("Where is my order?", "en"),
+])
+def test_language_of_very_short_texts(text, language):
+    assert shipped().predict(text).language == language

@@ -20,7 +20,7 @@ from importlib import resources
 import numpy as np
 import orjson
 
-from tertulia.listening.lexicon import NEGATORS, polarity
+from tertulia.listening.lexicon import ENGLISH_ONLY, NEGATORS, SPANISH_LETTERS, SPANISH_ONLY, polarity
 from tertulia.listening.matching import normalize
 
 DIM_BITS = 18
@@ -120,6 +120,19 @@ def features(text: str) -> np.ndarray:
     return features_many([text])[1]
 
 
+_LANGUAGE_SURE = 0.85
+
+
+def _language_vote(text: str) -> int | None:
+    """Index of es/en by function words and Spanish-only letters; None on a tie."""
+    words = _WORD.findall(normalize(text))
+    spanish = sum(1 for w in words if w in SPANISH_ONLY) + 2 * any(c in SPANISH_LETTERS for c in text.lower())
+    english = sum(1 for w in words if w in ENGLISH_ONLY)
+    if spanish == english:
+        return None
+    return HEADS["language"].index("es" if spanish > english else "en")
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     language: str
@@ -179,6 +192,10 @@ class Model:
             e = np.exp(logits - logits.max(axis=1, keepdims=True))
             out[name] = e / e.sum(axis=1, keepdims=True)
         language = out["language"].argmax(axis=1)
+        for row in np.flatnonzero(out["language"].max(axis=1) < _LANGUAGE_SURE).tolist():
+            vote = _language_vote(texts[row])
+            if vote is not None:
+                language[row] = vote
         sentiment = out["sentiment"].argmax(axis=1)
         score = out["sentiment"][:, 2] - out["sentiment"][:, 0]
         intent = out["intent"].argmax(axis=1)

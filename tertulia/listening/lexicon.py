@@ -60,3 +60,17 @@ def polarity(word: str) -> int:
         if stem in NEGATIVE_STEMS:
             return -1
     return 0
+
+# Function words only one of the two languages uses (folded): a tie-breaker for very short texts,
+# where character n-grams say little ("eres un idiota").
+SPANISH_ONLY = frozenset("""
+el la los las un una unos unas y o pero que de del al en por para con sin es son eres soy estoy esta este
+esto eso muy mas ya yo tu su sus mi mis nos os les le lo se te porque cuando donde como hay tiene
+tienen tengo quiero gracias hola vale nada todo bien mal sois somos fue era
+""".split())
+ENGLISH_ONLY = frozenset("""
+the an and or but of in on at to for with without is are am was were you your yours i my we our
+they their it its this that these those very more already because when where how there have has had
+want thanks hello hi nothing everything good bad do does did not just so
+""".split())
+SPANISH_LETTERS = frozenset("ñ¿¡áéíóú")
