@@ -121,3 +121,19 @@ def test_bad_terms_are_refused(store):
         tracked_term_add(store=store, term="¡¡!!", kind="brand")
     with pytest.raises(ValueError):
         tracked_term_add(store=store, term="x", kind="celebrity")
+
+
+def test_posts_understand_keeps_mentions_with_products_and_classification():
+    from tertulia.listening.understand import posts_understand
+
+    matcher = Matcher([Term("Tertulia", "brand"), Term("Cafetera Brisa", "product", product_id=7),
+                       Term("CB-7", "sku", product_id=7), Term("Taza Faro", "product", product_id=9),
+                       Term("tertulia literaria", exclude=True)])
+    posts = ["nada que ver", "¿La cafetera brisa (cb 7) tiene garantía? @tertulia", "una tertulia literaria",
+             "Love my Taza Faro and the cafetera BRISA from #Tertulia!"]
+    understood = posts_understand(posts, matcher=matcher, with_toxicity=False)
+    assert [u.index for u in understood] == [1, 3]
+    assert understood[0].product_ids == [7] and understood[0].terms == ["CB-7", "Cafetera Brisa", "Tertulia"]
+    assert understood[0].prediction.intent == "question" and understood[0].prediction.language == "es"
+    assert understood[1].product_ids == [9, 7] and understood[1].prediction.sentiment == "positive"
+    assert posts_understand([], matcher=matcher) == []

@@ -1,0 +1,39 @@
+"""A stream of posts -> the ones that mention the store, each with what it names and what it says.
+
+This is what connectors will call (issue #5): filter with the store's Matcher, then classify the
+matching posts together (batches are several times cheaper per post than one at a time).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tertulia.listening.classify import Prediction, classify_many
+from tertulia.listening.matching import Match, Matcher
+
+
+@dataclass(frozen=True, slots=True)
+class Understood:
+    index: int  # position of the post in the input
+    matches: list[Match]
+    prediction: Prediction
+
+    @property
+    def product_ids(self) -> list[int]:
+        """The catalogue products the post names (by title or SKU), in order of first mention."""
+        seen: dict[int, None] = {}
+        for match in sorted(self.matches, key=lambda m: m.start):
+            if match.term.product_id is not None:
+                seen.setdefault(match.term.product_id, None)
+        return list(seen)
+
+    @property
+    def terms(self) -> list[str]:
+        return sorted({m.term.term for m in self.matches})
+
+
+def posts_understand(texts: Sequence[str], *, matcher: Matcher, with_toxicity: bool = True) -> list[Understood]:
+    """The posts among `texts` that mention a tracked term (and hit no exclude rule), classified."""
+    found = [(index, matches) for index, text in enumerate(texts) if (matches := matcher.mentions(text))]
+    predictions = classify_many([texts[index] for index, _ in found], with_toxicity=with_toxicity)
+    return [Understood(index=index, matches=matches, prediction=prediction)
+            for (index, matches), prediction in zip(found, predictions, strict=True)]
