@@ -42,7 +42,14 @@ def test_command_classifies_stdin_to_stdout_and_reports_bad_lines_in_place():
     assert all(set(o["error"]) == {"code", "message"} for o in out[1:8])
     assert out[8]["id"] == 9 and out[8]["language"] == "en" and out[8]["sentiment"] == "negative"
     assert out[9]["id"] is None and out[9]["toxicity"] > 0.5
-    assert b"7 lines with errors" in result.stderr
+    assert "líneas con errores: 7" in result.stderr.decode()  # messages in the site's language (es)
+    assert out[2]["error"]["message"] == "Cada línea debe ser un objeto JSON {\"id\", \"text\"}."
+
+
+def test_error_messages_in_english_on_request():
+    result = run_command(b'{"id": "b"}\n', "--language", "en")
+    assert orjson.loads(result.stdout) == {"id": "b", "error": {"code": "missing_text", "message": "text is required."}}
+    assert b"classified: 0, lines with errors: 1" in result.stderr
 
 
 def test_command_with_options_and_empty_input():
@@ -62,3 +69,22 @@ def test_batches_keep_order():
     rows = [orjson.loads(line) for line in out.getvalue().splitlines()]
     assert counts == {"classified": 40, "errors": 1}
     assert [r.get("id") for r in rows] == [0, 1, 2, 3, 4, None, *range(5, 40)]
+
+
+def test_a_failing_text_is_an_error_line_not_a_crash(monkeypatch):
+    from tertulia.listening.management.commands import classify as command
+
+    real = command.classify_many
+
+    def fragile(texts, **kwargs):
+        if any("boom" in t for t in texts):
+            raise RuntimeError("simulated bug")
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(command, "classify_many", fragile)
+    out = io.BytesIO()
+    lines = [orjson.dumps({"id": i, "text": t}) for i, t in enumerate(["hola", "boom", "hello"])]
+    assert command.classify_lines(iter(lines), out, with_toxicity=False) == {"classified": 2, "errors": 1}
+    rows = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    assert rows[1] == {"id": 1, "error": {"code": "internal_error", "message": rows[1]["error"]["message"]}}
+    assert rows[0]["language"] == "es" and rows[2]["language"] == "en"

@@ -11,7 +11,10 @@ import logging
 import sys
 
 import orjson
+from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from tertulia.listening.classify import classify_many
 
@@ -31,19 +34,19 @@ def parse_line(line: bytes) -> tuple[object, str | None, dict | None]:
     try:
         row = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return None, None, _error("invalid_json", "The line is not valid JSON (UTF-8).")
+        return None, None, _error("invalid_json", _("The line is not valid JSON (UTF-8)."))
     if not isinstance(row, dict):
-        return None, None, _error("invalid_input", 'Each line must be a JSON object {"id", "text"}.')
+        return None, None, _error("invalid_input", _('Each line must be a JSON object {"id", "text"}.'))
     row_id = row.get("id")
     if isinstance(row_id, dict | list | bool):
-        return None, None, _error("invalid_id", "id must be a string, a number or null.")
+        return None, None, _error("invalid_id", _("id must be a string, a number or null."))
     if "text" not in row or row["text"] is None:
-        return row_id, None, _error("missing_text", "text is required.", row_id)
+        return row_id, None, _error("missing_text", _("text is required."), row_id)
     text = row["text"]
     if not isinstance(text, str):
-        return row_id, None, _error("invalid_text", "text must be a string.", row_id)
+        return row_id, None, _error("invalid_text", _("text must be a string."), row_id)
     if len(text) > MAX_TEXT:
-        return row_id, None, _error("text_too_long", f"text is longer than {MAX_TEXT} characters.", row_id)
+        return row_id, None, _error("text_too_long", _("text is longer than %(max)d characters.") % {"max": MAX_TEXT}, row_id)
     return row_id, text, None
 
 
@@ -61,13 +64,13 @@ def classify_lines(lines, out, *, batch: int = 256, with_toxicity: bool = True) 
     pending: list[tuple[object, str | None, dict | None]] = []
 
     def flush() -> None:
-        texts = [text for _, text, error in pending if error is None]
+        texts = [text for _id, text, error in pending if error is None]
         try:
             predictions = iter(classify_many(texts, with_toxicity=with_toxicity))
         except Exception:  # one odd text must not stop the stream: retry one by one and report it
             predictions = iter([_one(text, with_toxicity) for text in texts])
         chunks = []
-        for row_id, _, error in pending:
+        for row_id, _text, error in pending:
             if error is not None:
                 counts["errors"] += 1
                 chunks.append(orjson.dumps(error))
@@ -75,7 +78,7 @@ def classify_lines(lines, out, *, batch: int = 256, with_toxicity: bool = True) 
             prediction = next(predictions)
             if prediction is None:
                 counts["errors"] += 1
-                chunks.append(orjson.dumps(_error("internal_error", "This text could not be classified.", row_id)))
+                chunks.append(orjson.dumps(_error("internal_error", _("This text could not be classified."), row_id)))
             else:
                 counts["classified"] += 1
                 chunks.append(orjson.dumps({"id": row_id, **prediction.as_dict()}))
@@ -101,15 +104,21 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=256,
                             help="Lines classified together (1 answers each line as soon as it is read).")
         parser.add_argument("--no-toxicity", action="store_true", help="Skip the moderation checks (toxicity 0).")
+        parser.add_argument("--language", choices=[code for code, _name in settings.LANGUAGES],
+                            default=settings.LANGUAGE_CODE, help="Language of error messages (codes never change).")
 
-    def handle(self, *args, batch: int, no_toxicity: bool, **options):
+    def handle(self, *args, batch: int, no_toxicity: bool, language: str, **options):
+        with translation.override(language):
+            self._run(batch=batch, no_toxicity=no_toxicity)
+
+    def _run(self, *, batch: int, no_toxicity: bool) -> None:
         stdout = getattr(self.stdout, "_out", sys.stdout)
         binary = getattr(stdout, "buffer", None)
         stdin = getattr(sys.stdin, "buffer", sys.stdin)
         target = binary if binary is not None else _TextWriter(stdout)
         counts = classify_lines(stdin, target, batch=max(1, batch), with_toxicity=not no_toxicity)
         if counts["errors"]:
-            sys.stderr.write(f"{counts['classified']} classified, {counts['errors']} lines with errors\n")
+            sys.stderr.write(_("classified: %(classified)d, lines with errors: %(errors)d") % counts + "\n")
 
 
 class _TextWriter:
