@@ -297,3 +297,36 @@ def test_a_conversion_is_kept_once_recorded(store):
     place(store, "o-0", "ana@example.com", T0 + timedelta(hours=1))
     attribution_run(store=store, now=T0 + timedelta(days=1), full=True)
     assert Enrollment.objects.select_related("converted_order").get(pk=enrollment.pk).converted_order.external_id == "o-1"
+
+
+# --- the worker does it -----------------------------------------------------------------------------
+
+
+def test_the_worker_attributes_new_orders(transactional_db, store):
+    """Nobody has to call orders_attribute: the worker's dispatcher loop credits orders as they arrive."""
+    import threading
+    import time
+
+    from django.utils import timezone
+
+    from tertulia.core.worker import run_worker
+
+    now = timezone.now()
+    Journey.objects.for_store(store).update(enabled=False)  # only the attribution matters here
+    ana = person(store, "ana@example.com")
+    sent = now - timedelta(hours=2)
+    clicked = message(enroll(store, ana, journey(store), at=sent - timedelta(minutes=30)),
+                      sent=sent, clicked=sent + timedelta(minutes=5))
+    order = place(store, "o-worker", "ana@example.com", now - timedelta(minutes=1))
+    stop = threading.Event()
+    thread = threading.Thread(target=run_worker, kwargs={"stop": stop, "poll_interval": 0.05, "housekeeping": False})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not Attribution.objects.filter(order=order).exists():
+            assert time.monotonic() < deadline, "the worker did not attribute the order"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert Attribution.objects.get(order=order).delivery_id == clicked.pk

@@ -57,6 +57,9 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_POLL_SECONDS = 0.25
 SWEEP_EVERY_SECONDS = 1.0
+# Orders are credited to messages this often: revenue figures are at most this late, and a quiet
+# run (nothing new) costs a few reads.
+ATTRIBUTION_EVERY_SECONDS = 15.0
 # pg_advisory_xact_lock(namespace, store id): the namespace keeps our keys apart from anyone else's.
 _LOCK_NAMESPACE = 0x7E47
 TABLE = Delivery._meta.db_table
@@ -596,14 +599,14 @@ def run_dispatcher(*, stop: threading.Event, name: str, poll_interval: float = D
     """Dispatch due deliveries until `stop` is set; return how many were handled. Started by the worker.
 
     About once a second it also runs the journeys' trigger sweep (enrolling abandoned carts and the
-    like), and about twice per lease it gives back expired leases. Nothing raised in here stops the
+    like), every ATTRIBUTION_EVERY_SECONDS the attribution of new orders, and about twice per lease it gives back expired leases. Nothing raised in here stops the
     loop: a database outage is waited out, any other error is logged and the loop carries on.
     """
     batch_size = int(batch_size or _setting("TERTULIA_DISPATCH_BATCH_SIZE", DEFAULT_BATCH_SIZE))
     lease = lease_seconds()
     reclaim_every = min(lease / 2, 10.0)
     handled = 0
-    next_sweep = next_reclaim = 0.0
+    next_sweep = next_reclaim = next_attribution = 0.0
     log.info("dispatcher started", extra={"worker": name, "batch_size": batch_size})
     try:
         while not stop.is_set():
@@ -616,6 +619,9 @@ def run_dispatcher(*, stop: threading.Event, name: str, poll_interval: float = D
                 if time.monotonic() >= next_reclaim:
                     deliveries_reclaim_expired()
                     next_reclaim = time.monotonic() + reclaim_every
+                if sweep and time.monotonic() >= next_attribution:
+                    next_attribution = time.monotonic() + ATTRIBUTION_EVERY_SECONDS
+                    attribute_orders()
                 count = dispatch_batch(worker=name, batch_size=batch_size, lease=lease)
                 handled += count
                 if count == 0:
@@ -632,6 +638,18 @@ def run_dispatcher(*, stop: threading.Event, name: str, poll_interval: float = D
     finally:
         log.info("dispatcher stopped", extra={"worker": name, "handled": handled})
     return handled
+
+
+def attribute_orders() -> None:
+    """Credit new orders to the messages that brought them, and mark enrollments converted (journeys.attribution)."""
+    from tertulia.journeys.attribution import orders_attribute
+
+    try:
+        orders_attribute(now=timezone.now())
+    except DatabaseError:
+        raise
+    except Exception:  # noqa: BLE001 - a failing attribution must not stop the sends
+        log.exception("journeys attribution failed")
 
 
 def sweep_triggers() -> None:
