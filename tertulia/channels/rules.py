@@ -5,7 +5,9 @@ transaction, right before the messages go out (docs/channels.md, "Dispatcher"):
 
 - **consent**: the person's current consent on the delivery's channel (customers.Consent) must be
   `subscribed`. Nothing else counts, and nothing is exempt: otherwise the delivery is skipped
-  (`no_consent`). So a person who unsubscribed gets nothing more on that channel.
+  (`no_consent`). So a person who unsubscribed gets nothing more on that channel. The one message
+  that asks for consent, the welcome journey's double opt-in e-mail, is checked the same way against
+  the consent it serves: it goes only while e-mail consent is `pending_confirmation`.
 - **frequency cap**: at most one journey message per person and channel within the store's window
   (default 16 h), across all journeys; a later one is postponed, never dropped.
 - **quiet hours**: journey messages due inside the window (default 21:00-08:00 in the person's time
@@ -30,6 +32,8 @@ from tertulia.core.timezones import is_valid_timezone
 from tertulia.customers.models import ConsentStatus
 
 DEFAULT_FREQUENCY_CAP_SECONDS = 16 * 3600
+# journeys.definitions.CONFIRM_STEP (not imported: journeys sits above channels).
+OPT_IN_CONFIRMATION_STEP = "confirm"
 DEFAULT_QUIET_START = clock(21, 0)
 DEFAULT_QUIET_END = clock(8, 0)
 # A message another dispatcher is sending right now may still fail: look again soon instead of a whole window.
@@ -174,11 +178,12 @@ def _evaluate_store(store_id: int, batch: list[Delivery], now: datetime, rules: 
             verdicts[delivery.pk] = Verdict(SKIP, "no_consent", "The customer's data was erased.")
             continue
         status = consent.get((delivery.customer_id, delivery.channel))
-        if status != ConsentStatus.SUBSCRIBED.value:
+        confirmation = _is_opt_in_confirmation(delivery)
+        if status != (ConsentStatus.PENDING.value if confirmation else ConsentStatus.SUBSCRIBED.value):
             verdicts[delivery.pk] = Verdict(
                 SKIP, "no_consent", f"{delivery.channel} consent is {status or 'not recorded'} at send time.")
             continue
-        if not delivery.journey_key or delivery.journey_key in exempt:
+        if confirmation or not delivery.journey_key or delivery.journey_key in exempt:
             verdicts[delivery.pk] = Verdict(SEND)
             continue
         due = now
@@ -200,6 +205,16 @@ def _evaluate_store(store_id: int, batch: list[Delivery], now: datetime, rules: 
             # Counted at once: a second message to this person in the same batch waits for this one.
             last_sent[key] = (now, True)
     return verdicts
+
+
+def _is_opt_in_confirmation(delivery: Delivery) -> bool:
+    """The double opt-in e-mail: the one message whose consent is the pending request it confirms.
+
+    It goes only while e-mail consent is `pending_confirmation` (never once unsubscribed, never when
+    already subscribed), at once: the person has just asked for it, so no cap and no quiet hours.
+    """
+    return (delivery.journey_key == "welcome" and delivery.step_key == OPT_IN_CONFIRMATION_STEP
+            and delivery.channel == "email")
 
 
 def _postpone_detail(reason: str, due: datetime) -> str:
