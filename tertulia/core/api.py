@@ -59,22 +59,6 @@ api = NinjaAPI(
 )
 
 
-@api.exception_handler(ApiError)
-def _api_error(request, exc: ApiError) -> HttpResponse:
-    return error_response(exc)
-
-
-@api.exception_handler(AuthenticationError)
-def _unauthenticated(request, exc) -> HttpResponse:
-    return error_response(ApiError("unauthenticated", "Send 'Authorization: Bearer <api key>'.", 401))
-
-
-@api.exception_handler(AuthorizationError)
-def _forbidden(request, exc) -> HttpResponse:
-    return error_response(ApiError("forbidden", str(exc) or "Not allowed.", 403))
-
-
-@api.exception_handler(ValidationError)
 def _invalid(request, exc: ValidationError) -> HttpResponse:
     details = []
     for problem in exc.errors:
@@ -84,34 +68,33 @@ def _invalid(request, exc: ValidationError) -> HttpResponse:
     return error_response(ApiError("invalid_request", "The request has invalid parameters.", 422, details))
 
 
-@api.exception_handler(Http404)
-def _not_found(request, exc) -> HttpResponse:
-    return error_response(ApiError("not_found", str(exc) or "Not found.", 404))
+def error_handlers_install(target: NinjaAPI, *, name: str) -> None:
+    """Answer every failure of `target` in the core error shape; one set of handlers for every API object."""
+
+    def unexpected(request, exc: Exception) -> HttpResponse:
+        logger.exception(f"unhandled {name} error", extra={"path": request.path})
+        return HttpResponse(
+            orjson.dumps(error_body("internal_error", "Something went wrong on our side; nothing was stored.")),
+            status=500, content_type="application/json",
+        )
+
+    handlers = {
+        ApiError: lambda exc: exc,
+        AuthenticationError: lambda exc: ApiError("unauthenticated", "Send 'Authorization: Bearer <api key>'.", 401),
+        AuthorizationError: lambda exc: ApiError("forbidden", str(exc) or "Not allowed.", 403),
+        Http404: lambda exc: ApiError("not_found", str(exc) or "Not found.", 404),
+        HttpError: lambda exc: ApiError("http_error", str(exc), exc.status_code),
+        # Reached when a body gets past the Content-Length check in core.middleware (see body_too_large).
+        RequestDataTooBig: lambda exc: body_too_large(),
+        SuspiciousOperation: lambda exc: ApiError("bad_request", "The request was refused as malformed.", 400),
+    }
+    for kind, make in handlers.items():
+        target.add_exception_handler(kind, lambda request, exc, make=make: error_response(make(exc)))
+    target.add_exception_handler(ValidationError, _invalid)
+    target.add_exception_handler(Exception, unexpected)
 
 
-@api.exception_handler(HttpError)
-def _http_error(request, exc: HttpError) -> HttpResponse:
-    return error_response(ApiError("http_error", str(exc), exc.status_code))
-
-
-@api.exception_handler(RequestDataTooBig)
-def _too_big(request, exc) -> HttpResponse:
-    # Reached when a body gets past the Content-Length check in core.middleware (see body_too_large).
-    return error_response(body_too_large())
-
-
-@api.exception_handler(SuspiciousOperation)
-def _suspicious(request, exc) -> HttpResponse:
-    return error_response(ApiError("bad_request", "The request was refused as malformed.", 400))
-
-
-@api.exception_handler(Exception)
-def _unexpected(request, exc: Exception) -> HttpResponse:
-    logger.exception("unhandled API error", extra={"path": request.path})
-    return HttpResponse(
-        orjson.dumps(error_body("internal_error", "Something went wrong on our side; nothing was stored.")),
-        status=500, content_type="application/json",
-    )
+error_handlers_install(api, name="API")
 
 
 def json_body(request: HttpRequest):

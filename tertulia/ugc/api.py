@@ -13,20 +13,17 @@ from typing import Any, Literal
 
 import orjson
 from django.core.cache import cache
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern
 from django.utils import translation
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI, Query, Router, Schema
-from ninja.errors import HttpError, ValidationError
 from pydantic import Field
 
 from tertulia.catalog.models import Category, Product
-from tertulia.core.api import OrjsonRenderer, json_body
-from tertulia.core.errors import ApiError, ErrorDetail, error_body, error_response
-from tertulia.core.middleware import body_too_large
+from tertulia.core.api import OrjsonRenderer, error_handlers_install, json_body
+from tertulia.core.errors import ApiError, ErrorDetail, error_response
 from tertulia.core.models import Store
 from tertulia.ugc import selectors, services
 from tertulia.ugc.cors import cors
@@ -68,48 +65,7 @@ def _rate_limited(request, exc: RateLimited) -> HttpResponse:
     return response
 
 
-@public_api.exception_handler(ApiError)
-def _api_error(request, exc: ApiError) -> HttpResponse:
-    return error_response(exc)
-
-
-@public_api.exception_handler(ValidationError)
-def _invalid(request, exc: ValidationError) -> HttpResponse:
-    details = []
-    for problem in exc.errors:
-        location = [str(part) for part in problem.get("loc", ()) if part not in ("query", "body", "path")]
-        details.append(ErrorDetail(field=".".join(location), code=problem.get("type", "invalid"),
-                                   message=problem.get("msg", "Invalid value.")))
-    return error_response(ApiError("invalid_request", "The request has invalid parameters.", 422, details))
-
-
-@public_api.exception_handler(Http404)
-def _not_found(request, exc) -> HttpResponse:
-    return error_response(ApiError("not_found", str(exc) or "Not found.", 404))
-
-
-@public_api.exception_handler(HttpError)
-def _http_error(request, exc: HttpError) -> HttpResponse:
-    return error_response(ApiError("http_error", str(exc), exc.status_code))
-
-
-@public_api.exception_handler(RequestDataTooBig)
-def _too_big(request, exc) -> HttpResponse:
-    return error_response(body_too_large())
-
-
-@public_api.exception_handler(SuspiciousOperation)
-def _suspicious(request, exc) -> HttpResponse:
-    return error_response(ApiError("bad_request", "The request was refused as malformed.", 400))
-
-
-@public_api.exception_handler(Exception)
-def _unexpected(request, exc: Exception) -> HttpResponse:
-    logger.exception("unhandled public API error", extra={"path": request.path})
-    return HttpResponse(
-        orjson.dumps(error_body("internal_error", "Something went wrong on our side; nothing was stored.")),
-        status=500, content_type="application/json",
-    )
+error_handlers_install(public_api, name="public API")
 
 
 # --- schemas (documentation of the bodies; validation is the services') ---------------------------
