@@ -1,6 +1,5 @@
 """The journeys and deliveries API over HTTP: reads, edits (good and bad), stats, filters, keys, OpenAPI."""
 
-import importlib.util
 import json
 from datetime import timedelta
 
@@ -9,10 +8,9 @@ from test_attribution import T0, enroll, journey, message, person, place
 
 from tertulia.core.services import api_key_create
 from tertulia.journeys.attribution import attribution_run, watermarks_forget
+from tertulia.journeys.definitions import DEFAULTS
 from tertulia.journeys.models import Journey, JourneyRevision
-
-HAS_ENGINE = importlib.util.find_spec("tertulia.journeys.definitions") is not None
-needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="the engine's journeys.definitions is not there yet")
+from tertulia.journeys.rendering import default_templates
 
 
 @pytest.fixture(autouse=True)
@@ -29,17 +27,12 @@ def error(response):
 
 
 def default_journey(store, key="abandoned_cart"):
-    """The engine's default definition when it is installed, else the test's own."""
-    if HAS_ENGINE:
-        from tertulia.journeys.definitions import DEFAULTS
-        from tertulia.journeys.rendering import default_templates
-
-        definition = json.loads(json.dumps(DEFAULTS[key]))
-        for step in definition["steps"]:
-            step["templates"] = default_templates(key, step["key"], step["channel"])
-        found, _ = Journey.objects.update_or_create(store=store, key=key, defaults={"definition": definition})
-        return found
-    return journey(store, key)
+    """The engine's default definition, with the shipped texts spelled out."""
+    definition = json.loads(json.dumps(DEFAULTS[key]))
+    for step in definition["steps"]:
+        step["templates"] = default_templates(key, step["key"], step["channel"])
+    found, _ = Journey.objects.update_or_create(store=store, key=key, defaults={"definition": definition})
+    return found
 
 
 # --- reads ------------------------------------------------------------------------------------------
@@ -49,20 +42,16 @@ def test_list_and_one_journey(api, store, other_store):
     default_journey(store, "welcome")
     journey(other_store, "winback")
     body = api.get("/api/v1/journeys").json()
-    if HAS_ENGINE:  # every store has the six journeys, created on first sight
-        assert [j["key"] for j in body["data"]] == ["abandoned_cart", "thank_you", "review_request",
-                                                    "referral_request", "welcome", "winback"]
-        assert api.get("/api/v1/journeys/winback").json()["definition"]["steps"][0]["key"] == "email_1"
-        assert Journey.objects.filter(store=other_store, key="winback").count() == 1  # untouched
-    else:
-        assert [j["key"] for j in body["data"]] == ["abandoned_cart", "welcome"]
+    # Every store has the six journeys, created on first sight.
+    assert [j["key"] for j in body["data"]] == ["abandoned_cart", "thank_you", "review_request",
+                                                "referral_request", "welcome", "winback"]
+    assert api.get("/api/v1/journeys/winback").json()["definition"]["steps"][0]["key"] == "email_1"
+    assert Journey.objects.filter(store=other_store, key="winback").count() == 1  # untouched
     one = api.get("/api/v1/journeys/abandoned_cart").json()
     assert one["enabled"] is True and one["version"] == 1
     steps = one["definition"]["steps"]
     assert steps[0]["channel"] == "email" and isinstance(steps[0]["delay_seconds"], int)
     assert "holdout_share" in one["definition"] and "variants" in one["definition"]
-    if not HAS_ENGINE:
-        assert api.get("/api/v1/journeys/winback").status_code == 404  # the other store's
     response = api.get("/api/v1/journeys/nope")
     assert response.status_code == 422 and error(response)["details"][0]["field"] == "key"
 
@@ -96,8 +85,8 @@ def test_stats_over_http(api, store):
     assert later["enrollments"] == 0 and later["uplift"]["status"] == "no_enrollments"
     assert api.get("/api/v1/journeys/abandoned_cart/stats", since="yesterday").status_code == 422
     welcome = api.get("/api/v1/journeys/welcome/stats")
-    # A journey the store lacks: created with its defaults when the engine is installed, else 404.
-    assert welcome.status_code == (200 if HAS_ENGINE else 404)
+    # A journey the store lacks: created with its defaults.
+    assert welcome.status_code == 200
 
 
 # --- deliveries -------------------------------------------------------------------------------------
@@ -170,7 +159,6 @@ def test_edits_of_the_wrong_shape(api, store, body, status, field):
     assert error(response)["details"][0]["field"] == field
 
 
-@needs_engine
 @pytest.mark.parametrize(("body", "field"), [
     ({"enabled": "yes"}, "enabled"), ({"holdout_share": 2}, "holdout_share"), ({"colour": "red"}, "colour"),
     ({"attribution": {"window_seconds": 60, "basis": "click"}}, "attribution.window_seconds"),
@@ -183,7 +171,6 @@ def test_the_engine_names_the_field(api, store, body, field):
     assert field in [d["field"] for d in error(response)["details"]]
 
 
-@needs_engine
 def test_a_nul_in_a_template_is_a_422_not_a_crash(api, store):
     default_journey(store)
     steps = api.get("/api/v1/journeys/abandoned_cart").json()["definition"]["steps"]
@@ -198,10 +185,9 @@ def test_edit_body_must_be_json(api, store):
     response = api.client.patch("/api/v1/journeys/abandoned_cart", b"{", content_type="application/json",
                                 headers=api.headers)
     assert response.status_code == 400 and error(response)["code"] == "invalid_json"
-    assert api.patch("/api/v1/journeys/welcome", {"enabled": False}).status_code == (200 if HAS_ENGINE else 404)
+    assert api.patch("/api/v1/journeys/welcome", {"enabled": False}).status_code == 200
 
 
-@needs_engine
 def test_a_good_edit_makes_a_new_version(api, store):
     cart = default_journey(store)
     steps = api.get("/api/v1/journeys/abandoned_cart").json()["definition"]["steps"]
@@ -216,7 +202,6 @@ def test_a_good_edit_makes_a_new_version(api, store):
     assert JourneyRevision.objects.filter(journey=cart, version=body["version"]).exists()
 
 
-@needs_engine
 @pytest.mark.parametrize(("change", "field_start"), [
     (lambda steps: steps[0].update(delay_seconds=-5), "steps[0].delay_seconds"),
     (lambda steps: steps[0].update(channel="fax"), "steps[0].channel"),

@@ -1,6 +1,5 @@
 """Dashboard journeys: list with figures, the journey page (chart, editor, preview), roles, outbox, timeline."""
 
-import importlib.util
 import re
 from datetime import timedelta
 
@@ -13,9 +12,6 @@ from tertulia.core.services import membership_grant
 from tertulia.journeys.attribution import attribution_run, watermarks_forget
 from tertulia.journeys.models import Journey
 
-HAS_ENGINE = importlib.util.find_spec("tertulia.journeys.definitions") is not None
-HAS_RENDERING = importlib.util.find_spec("tertulia.journeys.rendering") is not None
-needs_engine = pytest.mark.skipif(not (HAS_ENGINE and HAS_RENDERING), reason="the engine or rendering is not there yet")
 PASSWORD = "a-long-staff-password"
 
 
@@ -118,8 +114,6 @@ def test_journey_page_has_figures_and_the_delay_chart(manager, store):
 def test_unknown_or_foreign_journey_is_404(manager, store, other_store):
     journey(other_store, "winback")
     assert manager.get("/app/journeys/nope/").status_code == 404
-    if not HAS_ENGINE:
-        assert manager.get("/app/journeys/winback/").status_code == 404
 
 
 def test_english(manager, store):
@@ -131,7 +125,6 @@ def test_english(manager, store):
 
 # --- editing ----------------------------------------------------------------------------------------
 
-@needs_engine
 def test_manager_edits_delays_holdout_and_variants(manager, store):
     page = manager.get("/app/journeys/abandoned_cart/").content.decode()
     data = form_of(page)
@@ -149,7 +142,6 @@ def test_manager_edits_delays_holdout_and_variants(manager, store):
     assert "es" in saved.definition["steps"][0]["templates"]
 
 
-@needs_engine
 @pytest.mark.parametrize(("field", "value", "shown"), [
     ("step-0-delay_value", "-5", "steps[0].delay_seconds"),
     ("step-0-delay_value", "soon", "steps[0].delay_seconds"),
@@ -170,7 +162,6 @@ def test_a_bad_edit_shows_the_problem_and_saves_nothing(manager, store, field, v
         assert "variable_desconocida" in body  # the form keeps what was typed
 
 
-@needs_engine
 def test_preview_in_both_languages_and_the_same_errors(manager, store):
     page = manager.get("/app/journeys/abandoned_cart/").content.decode()
     assert page.count('data-preview="0-es"') == 1 and page.count('data-preview="0-en"') == 1
@@ -282,7 +273,6 @@ def test_figures_never_mix_stores(client, store, other_store):
     assert "1 con mensajes · 1 en grupo de control" in client.get("/app/journeys/abandoned_cart/").content.decode()
 
 
-@needs_engine
 @pytest.mark.parametrize("value", ["", "abc", "1e999", "sNaN", "Infinity", "１２", "9" * 40, "\x00"])
 @pytest.mark.parametrize("field", ["trigger_value", "holdout_percent", "step-0-delay_value", "step-1-discount_percent",
                                    "variant-0-weight", "step-0-channel"])
@@ -298,7 +288,6 @@ def test_no_form_value_breaks_the_page(manager, store, field, value):
     assert manager.post("/app/journeys/abandoned_cart/preview/", data).status_code == 200
 
 
-@needs_engine
 def test_a_nul_in_a_template_is_refused_not_a_crash(manager, store):
     page = manager.get("/app/journeys/abandoned_cart/").content.decode()
     data = form_of(page)

@@ -103,14 +103,12 @@ from django.utils import timezone
 from tertulia.channels.models import Delivery
 from tertulia.core.services import store_create
 from tertulia.customers.services import consent_record, customer_resolve
+from tertulia.journeys.definitions import journeys_ensure_defaults
+from tertulia.journeys.models import Journey
 store = store_create(slug="kill", name="Kill")
-try:  # only these messages: no journey (a welcome for the new subscribers) may add its own
-    from tertulia.journeys.definitions import journeys_ensure_defaults
-    from tertulia.journeys.models import Journey
-    journeys_ensure_defaults(store=store)
-    Journey.objects.filter(store=store).update(enabled=False)
-except ImportError:
-    pass
+# Only these messages: no journey (a welcome for the new subscribers) may add its own.
+journeys_ensure_defaults(store=store)
+Journey.objects.filter(store=store).update(enabled=False)
 now = timezone.now()
 for n in range({COUNT}):
     person = customer_resolve(store=store, identities=[("email", f"p{{n}}@example.com")])

@@ -24,6 +24,8 @@ from tertulia.channels.models import Delivery
 from tertulia.core.services import store_create
 from tertulia.customers.models import Consent, Customer
 from tertulia.events.services import events_ingest
+from tertulia.journeys.definitions import journeys_ensure_defaults
+from tertulia.journeys.triggers import sweep_state_reset, triggers_sweep
 
 T0 = datetime(2025, 1, 15, 9, 0, tzinfo=UTC)
 PEOPLE = 3
@@ -131,10 +133,6 @@ def apply(world: World, step: tuple) -> None:
 
 
 def _sweep(world: World) -> None:
-    try:
-        from tertulia.journeys.triggers import sweep_state_reset, triggers_sweep
-    except ImportError:  # the journeys engine is not there: messages outside journeys only
-        return
     sweep_state_reset()
     triggers_sweep(now=world.now, store=world.store, full=True)
 
@@ -145,12 +143,7 @@ def _sweep(world: World) -> None:
 def test_no_message_without_consent_at_send_time(db, settings_override, steps):
     with transaction.atomic():
         store = store_create(slug=f"prop-{next(_stores)}", name="Propiedad")
-        try:
-            from tertulia.journeys.definitions import journeys_ensure_defaults
-
-            journeys_ensure_defaults(store=store)
-        except ImportError:
-            pass
+        journeys_ensure_defaults(store=store)
         world = World(store)
         RecordingAdapter.reset()
         RecordingAdapter.on_send = world.check_send

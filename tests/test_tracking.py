@@ -16,15 +16,6 @@ from tertulia.journeys.models import Enrollment, Journey
 
 pytestmark = pytest.mark.django_db
 
-
-def engine(name: str):
-    """The engine's function, or None while journeys.services does not provide it."""
-    try:
-        from tertulia.journeys import services
-    except ImportError:
-        return None
-    return getattr(services, name, None)
-
 SENT = datetime(2025, 3, 14, 18, 0, tzinfo=UTC)
 
 
@@ -251,8 +242,6 @@ def test_sms_unsubscribe_withdraws_sms_consent_only(client, store, customer):
 
 
 def test_unsubscribe_ends_the_person_journeys(client, store, customer, enrollment):
-    if engine("enrollments_exit") is None:
-        pytest.skip("journeys.services.enrollments_exit is not there yet")
     delivery = make_delivery(store, customer, enrollment=enrollment)
     client.post(path_of(tracking.unsubscribe_url(delivery.pk)), {"List-Unsubscribe": "One-Click"})
     enrollment.refresh_from_db()
@@ -287,18 +276,16 @@ def test_answer_is_recorded_thanked_and_a_note_can_follow(csrf_client, store, cu
     assert '<textarea id="note" name="note"' in html
     delivery.refresh_from_db()
     assert delivery.clicked_at is not None and delivery.opened_at is not None
-    if engine("enrollment_answer") is not None:
-        enrollment.refresh_from_db()
-        assert enrollment.answer == "shipping"
+    enrollment.refresh_from_db()
+    assert enrollment.answer == "shipping"
 
     noted = csrf_client.post(url, {"note": "El envío a Canarias <b>carísimo</b>"})
     assert noted.status_code == 200
     assert "Tenemos tu nota" in noted.content.decode()
     assert "<textarea" not in noted.content.decode()
-    if engine("enrollment_answer") is not None:
-        enrollment.refresh_from_db()
-        assert enrollment.answer == "shipping" and enrollment.status == "exited"
-        assert enrollment.context["answer_note"] == "El envío a Canarias <b>carísimo</b>"
+    enrollment.refresh_from_db()
+    assert enrollment.answer == "shipping" and enrollment.status == "exited"
+    assert enrollment.context["answer_note"] == "El envío a Canarias <b>carísimo</b>"
 
 
 def test_answer_tokens_are_checked(client, store, customer, enrollment):

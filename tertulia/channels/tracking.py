@@ -13,7 +13,6 @@ expire: an unsubscribe link must keep working as long as the message sits in som
 import base64
 import hashlib
 import hmac
-import inspect
 import logging
 import re
 import unicodedata
@@ -31,6 +30,9 @@ from django.utils.translation import gettext_lazy as _
 
 from tertulia.channels.models import Delivery
 from tertulia.customers.models import Consent, ConsentStatus
+
+# journeys.services is imported inside the functions that call it: it imports journeys.definitions,
+# which imports journeys.rendering, which imports this module.
 
 logger = logging.getLogger(__name__)
 
@@ -227,15 +229,6 @@ def consent_status(*, delivery: Delivery, channel: str | None = None) -> str:
     return status or ""
 
 
-def _engine(name: str):
-    """A journeys.services function, or None while the engine does not provide it."""
-    try:
-        from tertulia.journeys import services
-    except ImportError:
-        return None
-    return getattr(services, name, None)
-
-
 def _user_agent(user_agent: str) -> str:
     return (user_agent or "")[:500]
 
@@ -250,6 +243,7 @@ def unsubscribe_record(*, delivery: Delivery, user_agent: str = "", one_click: b
     if delivery.customer_id is None:
         return False
     from tertulia.customers.services import consent_record
+    from tertulia.journeys import services as journeys  # local: import cycle, see the note at the imports
 
     moment = now or timezone.now()
     with transaction.atomic():
@@ -261,9 +255,7 @@ def unsubscribe_record(*, delivery: Delivery, user_agent: str = "", one_click: b
                           "one_click": one_click, "journey_key": delivery.journey_key,
                           "step_key": delivery.step_key},
             )
-        exit_ = _engine("enrollments_exit")
-        if exit_ is not None:
-            exit_(store=delivery.store, customer_id=delivery.customer_id, reason="unsubscribed")
+        journeys.enrollments_exit(store=delivery.store, customer_id=delivery.customer_id, reason="unsubscribed")
     return True
 
 
@@ -285,17 +277,9 @@ def answer_record(*, token: str, note: str = "", now: datetime | None = None) ->
     _engagement_record(delivery, now=now or timezone.now(), clicked=True)
     if delivery.enrollment_id is None:
         return AnswerOutcome(delivery, choice, recorded=False)
-    answer = _engine("enrollment_answer")
-    if answer is None:
-        logger.warning("journeys.services.enrollment_answer missing; answer of delivery %s not recorded", delivery.pk)
-        return AnswerOutcome(delivery, choice, recorded=False)
-    kwargs = {"store": delivery.store, "enrollment_id": delivery.enrollment_id, "answer": choice}
-    if note:
-        if "note" in inspect.signature(answer).parameters:
-            kwargs["note"] = note
-        else:
-            logger.warning("enrollment_answer takes no note; note of delivery %s dropped", delivery.pk)
-    answer(**kwargs)
+    from tertulia.journeys import services as journeys  # local: import cycle, see the note at the imports
+
+    journeys.enrollment_answer(store=delivery.store, enrollment_id=delivery.enrollment_id, answer=choice, note=note)
     return AnswerOutcome(delivery, choice, recorded=True)
 
 
@@ -308,6 +292,7 @@ def confirmation_record(*, delivery: Delivery, user_agent: str = "", now: dateti
     if delivery.customer_id is None or status != ConsentStatus.PENDING:
         return status
     from tertulia.customers.services import consent_record
+    from tertulia.journeys import services as journeys  # local: import cycle, see the note at the imports
 
     with transaction.atomic():
         consent_record(
@@ -315,9 +300,7 @@ def confirmation_record(*, delivery: Delivery, user_agent: str = "", now: dateti
             status=ConsentStatus.SUBSCRIBED, source="double_opt_in", occurred_at=now or timezone.now(),
             evidence={"delivery_id": delivery.pk, "user_agent": _user_agent(user_agent)},
         )
-        confirmed = _engine("subscription_confirmed")
-        if confirmed is not None:
-            confirmed(store=delivery.store, customer_id=delivery.customer_id)
+        journeys.subscription_confirmed(store=delivery.store, customer_id=delivery.customer_id)
     return ConsentStatus.SUBSCRIBED
 
 
@@ -345,6 +328,7 @@ def opt_out_reply_record(*, store, channel: str, address: str, body: str, eviden
     """
     from tertulia.customers.models import Identity
     from tertulia.customers.services import consent_record
+    from tertulia.journeys import services as journeys  # local: import cycle, see the note at the imports
 
     if channel not in ("sms", "social_dm") or not is_opt_out_reply(body):
         return None
@@ -361,7 +345,5 @@ def opt_out_reply_record(*, store, channel: str, address: str, body: str, eviden
             consent_record(store=store, customer_id=customer_id, channel=channel, status=ConsentStatus.UNSUBSCRIBED,
                            source="opt_out_reply", occurred_at=now or timezone.now(),
                            evidence={"reply": (body or "")[:160], **(evidence or {})})
-        exit_ = _engine("enrollments_exit")
-        if exit_ is not None:
-            exit_(store=store, customer_id=customer_id, reason="unsubscribed")
+        journeys.enrollments_exit(store=store, customer_id=customer_id, reason="unsubscribed")
     return customer_id

@@ -25,7 +25,10 @@ from tertulia.core.models import Role, Store
 from tertulia.dashboard import formatting, selectors
 from tertulia.dashboard.labels import label
 from tertulia.dashboard.views import _page, store_view
+from tertulia.journeys import rendering
 from tertulia.journeys import selectors as journey_selectors
+from tertulia.journeys.api import journey_edit
+from tertulia.journeys.definitions import journeys_ensure_defaults
 from tertulia.journeys.models import Journey, JourneyKey
 
 EDIT_ROLES = (Role.OWNER, Role.MANAGER)
@@ -65,10 +68,6 @@ def can_edit(request: HttpRequest, store: Store) -> bool:
 
 def _ensure_journeys(store: Store) -> None:
     # Every store has the six journeys (on by default); the engine creates the ones missing.
-    try:
-        from tertulia.journeys.definitions import journeys_ensure_defaults
-    except ImportError:
-        return
     journeys_ensure_defaults(store=store)
 
 
@@ -200,10 +199,8 @@ def _effective_templates(journey_key: str, step: dict[str, Any]) -> dict[str, di
     if isinstance(templates, dict) and templates:
         return templates
     try:
-        from tertulia.journeys.rendering import default_templates
-
-        return default_templates(journey_key, str(step.get("key", "")), str(step.get("channel", "email")))
-    except (ImportError, KeyError, OSError):
+        return rendering.default_templates(journey_key, str(step.get("key", "")), str(step.get("channel", "email")))
+    except (KeyError, OSError):
         return {}
 
 
@@ -365,10 +362,6 @@ def changes_from_form(journey: Journey, post) -> tuple[dict[str, Any], list[Erro
 
 def previews_for(store: Store, journey: Journey, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each step's message in both languages, as a shopper would see it, or the problems that stop it."""
-    try:
-        from tertulia.journeys.rendering import journey_preview
-    except ImportError:
-        return []
     previews = []
     for index, step in enumerate(steps):
         templates = step.get("templates") if isinstance(step.get("templates"), dict) else {}
@@ -376,7 +369,7 @@ def previews_for(store: Store, journey: Journey, steps: list[dict[str, Any]]) ->
             # Each language is previewed on its own: a mistake in the Spanish text must not hide the English
             # preview. The other language is filled with this one's texts, so only this one's problems show.
             alone = {**step, "templates": {other: templates.get(code, {}) for other in LANGUAGES}}
-            preview = journey_preview(store=store, journey_key=journey.key, step=alone, language=code)
+            preview = rendering.journey_preview(store=store, journey_key=journey.key, step=alone, language=code)
             rendered = preview.rendered
             mine = [e for e in preview.errors if f".{code}" in e.field or not any(f".{o}" in e.field for o in LANGUAGES)]
             if rendered is None and not mine:
@@ -448,8 +441,6 @@ def journey(request: HttpRequest, store: Store, key: str) -> HttpResponse:
                     **{name: value for name, value in changes.items() if name != "enabled"}}
         if not errors and request.POST.get("action") != "preview":
             try:
-                from tertulia.journeys.api import journey_edit
-
                 journey_edit(store=store, key=key, changes=changes, changed_by=request.user.get_username())
             except ApiError as exc:
                 errors = exc.details or [ErrorDetail(field="", code=exc.code, message=exc.message)]

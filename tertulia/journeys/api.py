@@ -12,6 +12,7 @@ from tertulia.core.api import json_body, request_store
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.pagination import READ_ERRORS, ErrorOut
 from tertulia.journeys import selectors
+from tertulia.journeys.definitions import journey_update, journeys_ensure_defaults
 from tertulia.journeys.models import Journey, JourneyKey
 
 router = Router(tags=["journeys"])
@@ -237,19 +238,11 @@ def journey_edit(*, store, key: str, changes: Any, changed_by: str) -> Journey:
     if not changes:
         raise ApiError("invalid_journey", "The edit changes nothing.", 422,
                        [ErrorDetail(field="", code="empty", message="Send at least one field to change.")])
-    try:
-        from tertulia.journeys.definitions import journey_update
-    except ImportError:  # the engine's definitions are not installed in this build
-        raise ApiError("not_available", "Journeys cannot be edited in this installation yet.", 503) from None
     return journey_update(store=store, key=key, changes=changes, changed_by=changed_by)
 
 
 def _ensure_defaults(request: HttpRequest) -> None:
     """Every store has the six journeys; the engine creates the missing ones (one query when none is)."""
-    try:
-        from tertulia.journeys.definitions import journeys_ensure_defaults
-    except ImportError:
-        return
     journeys_ensure_defaults(store=request_store(request))
 
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Store
+from tertulia.journeys import rendering
 from tertulia.journeys.models import Journey, JourneyKey, JourneyRevision
 
 MINUTE = 60
@@ -176,10 +177,6 @@ def _unknown_fields(problems: _Problems, data: dict, allowed: frozenset[str], pa
 def _templates_check(problems: _Problems, *, journey_key: str, step_key: str, channel: str, templates: Any,
                      field: str, explicit: bool) -> None:
     """Explicit templates are checked by the rendering module; absent ones must exist among the defaults."""
-    try:
-        from tertulia.journeys import rendering
-    except ImportError:  # the rendering module arrives separately; until then templates are taken as given
-        return
     if explicit:
         problems.details.extend(rendering.templates_validate(journey_key=journey_key, channel=channel,
                                                              templates=templates, field=field))
@@ -468,9 +465,7 @@ def step_templates(journey_key: str, step: dict) -> dict:
     """The texts a step sends: its own, else the shipped defaults for its channel."""
     if step.get("templates"):
         return step["templates"]
-    from tertulia.journeys.rendering import default_templates
-
-    return default_templates(journey_key, step["key"], step["channel"])
+    return rendering.default_templates(journey_key, step["key"], step["channel"])
 
 
 def journey_channels(definition: dict) -> set[str]:

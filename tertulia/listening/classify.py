@@ -22,6 +22,10 @@ import orjson
 
 from tertulia.listening.lexicon import ENGLISH_ONLY, NEGATORS, SPANISH_LETTERS, SPANISH_ONLY, polarity
 from tertulia.listening.matching import normalize
+from tertulia.moderation.checks import CheckContext
+from tertulia.moderation.classifier import shipped as moderation_model
+from tertulia.moderation.items import ContentItem
+from tertulia.moderation.lexicon import lexicon
 
 DIM_BITS = 18
 DIM = 1 << DIM_BITS
@@ -241,15 +245,11 @@ _LINKS = re.compile(r"\S*://\S*|www\.\S*|@\w+")  # short links and handles mix l
 
 @functools.cache
 def _moderation():
-    """#4's checks restricted to abuse, and the words its lexicon knows; None without the moderation app."""
-    try:
-        from tertulia.moderation.checks import CheckContext
-        from tertulia.moderation.classifier import shipped as moderation_model
-        from tertulia.moderation.items import ContentItem
-        from tertulia.moderation.lexicon import lexicon
-        from tertulia.moderation.services import checks_run
-    except ImportError:
-        return None
+    """#4's checks restricted to abuse, and the words its lexicon knows."""
+    # Imported here: moderation.services loads Django models, and listening.train imports this module
+    # without Django set up.
+    from tertulia.moderation.services import checks_run
+
     words = lexicon()
     ordinary = words.common | words.stopwords.get("es", frozenset()) | words.stopwords.get("en", frozenset())
     known = frozenset(folded for w in (*words.known, *words.insult_heads, *words.slurs)
@@ -259,16 +259,15 @@ def _moderation():
 
 
 def toxicity(text: str, *, language: str = "", sentiment: str = "") -> float:
-    """0..1: the strongest of moderation's abuse checks (0 without the moderation app).
+    """0..1: the strongest of moderation's abuse checks.
 
     The full checks cost about as much as the rest of classification together, so a text whose own
     sentiment is not negative, with no word of moderation's lexicon and nothing that looks like a
     disguised word, is not sent to them and scores 0. Pass sentiment="" to always run them.
     """
-    moderation = _moderation()
-    if moderation is None or not text.strip():
+    if not text.strip():
         return 0.0
-    checks_run, content_item, context, known = moderation
+    checks_run, content_item, context, known = _moderation()
     if sentiment and sentiment != "negative" and known.isdisjoint(_WORD.findall(normalize(text))) \
             and not _DISGUISE.search(_LINKS.sub(" ", text)):
         return 0.0

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from tertulia.core.models import Store
+from tertulia.core.worker import run_worker
 from tertulia.ops.credentials import CREDENTIALS_FILE, credentials_read, credentials_write
 from tertulia.ops.demo_data import DEMO_SLUG, demo_store_seed
 from tertulia.ops.server import (
@@ -36,13 +37,6 @@ SHUTDOWN_TIMEOUT = 30.0
 
 def _worker_main(stop: threading.Event) -> None:
     """The in-process worker: runs scheduled work until `stop` is set."""
-    try:
-        from tertulia.core.worker import run_worker
-    except ImportError:
-        # The worker arrives with its own module; until then the demo serves without one.
-        logger.warning("worker not available in this build; scheduled work will wait")
-        stop.wait()
-        return
     try:
         run_worker(name=f"demo-{os.getpid()}", stop=stop, poll_interval=1.0)
     except Exception:
