@@ -13,13 +13,11 @@ from django.test import Client
 
 import tertulia
 from tertulia.core.services import membership_grant
-from tertulia.dashboard import views_moderation
 from tertulia.dashboard.views_moderation import evidence_split, queue_row
 from tertulia.events.services import events_ingest
 
 WIDGET = Path(tertulia.__file__).parent / "ugc" / "static" / "ugc" / "widget.js"
 MODERATION_JS = Path(tertulia.__file__).parent / "dashboard" / "static" / "dashboard" / "moderation.js"
-UGC_READY = views_moderation.moderation_queue is not None and views_moderation.content_decide is not None
 
 
 def test_widget_is_under_30_kb_gzipped():
@@ -121,7 +119,6 @@ def test_queue_page_renders_for_readers_without_decision_controls(client, store,
     assert answer.json()["error"]["code"] == "forbidden"
 
 
-@pytest.mark.skipif(not UGC_READY, reason="ugc's moderation_queue/content_decide not in this build")
 def test_decide_validates_input_and_csrf(store, people):
     client = Client(enforce_csrf_checks=True)
     client.force_login(people["moderator"])
@@ -143,7 +140,6 @@ def test_decide_validates_input_and_csrf(store, people):
     assert "Selecciona al menos un elemento." in client.get(answer["Location"]).content.decode()
 
 
-@pytest.mark.skipif(not UGC_READY, reason="ugc's moderation_queue/content_decide not in this build")
 def test_held_review_is_listed_escaped_and_decided_without_scripts(client, catalogue, people):
     from tertulia.catalog.models import Product
     from tertulia.moderation.services import policy_update

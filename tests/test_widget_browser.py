@@ -32,12 +32,9 @@ from django.core.cache import cache  # noqa: E402
 
 from tertulia.commerce.models import Order  # noqa: E402
 from tertulia.core.services import membership_grant, store_create  # noqa: E402
-from tertulia.dashboard import views_moderation  # noqa: E402
 from tertulia.events.services import events_ingest  # noqa: E402
 from tertulia.journeys.links import review_token_make  # noqa: E402
-
-if views_moderation.moderation_queue is None or views_moderation.content_decide is None:
-    pytest.skip("ugc's moderation_queue/content_decide are not in this build", allow_module_level=True)
+from tertulia.moderation.services import policy_update, reason_message  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -62,10 +59,6 @@ PAYLOADS = [
 
 def _hold_for_people(store) -> None:
     """Make the store's policy send every submission to a person, so the queue has something to decide."""
-    try:
-        from tertulia.moderation.services import policy_update
-    except ImportError:
-        pytest.skip("the moderation app's policy_update is not in this build")
     policy_update(store=store, changes={"premoderate": True}, changed_by="widget tests")
 
 
@@ -203,7 +196,6 @@ def test_hostile_reviews_never_run_in_the_widget_or_the_queue(premoderated, brow
 
 def test_the_walk_held_approved_by_keyboard_then_shown_verified(browser, live_server, shop):
     # The store's default policy: a buyer's coarse word holds the review for a person, with that reason.
-    moderation = pytest.importorskip("tertulia.moderation.services")
     expect = sync_api.expect
     shopper = new_page(browser)
     shopper.goto(f"{live_server.url}/shop/cafeteria/{SKU}/?token={shop['token']}")
@@ -214,7 +206,7 @@ def test_the_walk_held_approved_by_keyboard_then_shown_verified(browser, live_se
     result = widget.locator(".msg.hold")
     expect(result).to_be_visible()
     expect(result).to_be_focused()
-    expect(result).to_contain_text(moderation.reason_message("rudeness", "es"))
+    expect(result).to_contain_text(reason_message("rudeness", "es"))
     expect(widget.locator(".rv")).to_have_count(0)  # not shown while it waits
 
     staff = new_page(browser)

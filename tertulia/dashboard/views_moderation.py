@@ -26,13 +26,8 @@ from tertulia.core.errors import ApiError, error_response
 from tertulia.core.models import Role, Store
 from tertulia.dashboard import selectors
 from tertulia.dashboard.views import _page, store_view
-
-try:  # ugc builds these in parallel; the queue says so instead of failing while they are missing
-    from tertulia.ugc.selectors import moderation_queue
-    from tertulia.ugc.services import content_decide
-except ImportError:  # pragma: no cover - only before ugc lands
-    moderation_queue = None
-    content_decide = None
+from tertulia.ugc.selectors import moderation_queue
+from tertulia.ugc.services import content_decide
 
 PER_PAGE = 50
 MAX_DECIDE = 500
@@ -188,19 +183,15 @@ def moderation(request: HttpRequest, store: Store) -> HttpResponse:
     code = code if code in REASONS else ""
     kind = request.GET.get("type", "")
     kind = kind if kind in KINDS else ""
-    available = moderation_queue is not None and content_decide is not None
-    rows: list[QueueRow] = []
-    page = None
-    if available:
-        found = moderation_queue(store=store, code=code or None, content_type=kind or None,
-                                 language=(get_language() or "es")[:2])
-        page = Paginator(found, PER_PAGE).get_page(request.GET.get("page"))
-        rows = [queue_row(item) for item in page.object_list]
+    found = moderation_queue(store=store, code=code or None, content_type=kind or None,
+                             language=(get_language() or "es")[:2])
+    page = Paginator(found, PER_PAGE).get_page(request.GET.get("page"))
+    rows = [queue_row(item) for item in page.object_list]
     filters = request.GET.copy()
     filters.pop("page", None)
     return _page(
         request, store, "dashboard/moderation.html", "moderation",
-        available=available, rows=rows, page=page, code=code, kind=kind,
+        rows=rows, page=page, code=code, kind=kind,
         reasons=[(key, str(label)) for key, label in REASONS.items()],
         kinds=[(key, str(label)) for key, label in KINDS.items()],
         filters=filters.urlencode(), can_decide=can_decide(store=store, user=request.user),
@@ -257,8 +248,6 @@ def _error(request: HttpRequest, status: int, code: str, message: str, field: st
 @store_view(json=True)
 def moderation_decide(request: HttpRequest, store: Store) -> HttpResponse:
     wants_json = "application/json" in request.headers.get("Accept", "")
-    if content_decide is None:
-        return _error(request, 503, "unavailable", _("Moderation is not available in this build."))
     if not can_decide(store=store, user=request.user):
         return _error(request, 403, "forbidden", _("Only owners, managers and moderators can decide."))
     only = request.POST.get("only", "")

@@ -1,21 +1,15 @@
 """The one place ugc talks to the moderation app (interface 1 of docs/ugc.md).
 
 Kept narrow on purpose: ugc hands over what is being judged and gets back an action, the check
-results and the policy version; it never reads moderation's tables. While the moderation app is
-not installed in a build, submissions are published with no results (and the log says so), so the
-community features still work end to end.
+results and the policy version; it never reads moderation's tables.
 """
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils import translation
-from django.utils.translation import gettext as _
-
 from tertulia.core.models import Store
-
-logger = logging.getLogger(__name__)
+from tertulia.moderation import services as moderation_services
+from tertulia.moderation.items import CheckResult, ContentItem
 
 ACTION_STATUS = {"publish": "published", "hold": "held", "reject": "rejected"}
 
@@ -37,23 +31,6 @@ class Judgement:
                 "language": self.language, "triggered": self.triggered}
 
 
-def _services():
-    try:
-        from tertulia.moderation import services
-    except ImportError:
-        return None
-    return services if hasattr(services, "content_moderate") else None
-
-
-def _classes(services):
-    """ContentItem and CheckResult: moderation keeps them in items.py (re-exported by its services)."""
-    try:
-        from tertulia.moderation.items import CheckResult, ContentItem
-    except ImportError:
-        return services.ContentItem, services.CheckResult
-    return ContentItem, CheckResult
-
-
 def _result_json(result: Any) -> dict[str, Any]:
     return {"code": str(result.code), "score": round(float(result.score), 4),
             "evidence": [str(e)[:200] for e in (result.evidence or [])][:5]}
@@ -64,32 +41,22 @@ def content_judge(*, store: Store, kind: str, content_type: str, content_id: int
                   ip: str = "", language: str = "", subject: str = "", subject_terms: list[str] | None = None,
                   ) -> Judgement:
     """Run the store's policy on one saved contribution; moderation records the automatic decision."""
-    services = _services()
-    if services is None:
-        logger.warning("moderation app unavailable; publishing without checks", extra={"content_type": content_type})
-        return Judgement(action="publish", language=language)
-    content_item, _check = _classes(services)
-    item = content_item(
+    item = ContentItem(
         kind=kind, text=text, title=title, author_name=author_name, customer_id=customer_id, email=email,
         device_id=device_id, ip=ip, language=language, subject=subject, subject_terms=list(subject_terms or []),
     )
-    verdict = services.content_moderate(store=store, item=item, content_type=content_type, content_id=content_id)
+    verdict = moderation_services.content_moderate(store=store, item=item, content_type=content_type, content_id=content_id)
     return Judgement(action=verdict.action, results=[_result_json(r) for r in verdict.results],
                      policy_version=int(verdict.policy_version or 0), language=verdict.language or language,
-                     triggered=[str(code) for code in (getattr(verdict, "triggered", None) or [])])
+                     triggered=[str(code) for code in verdict.triggered])
 
 
 def decision_human(*, store: Store, content_type: str, content_id: int, action: str, previous: dict, user,
                    note: str = "") -> None:
     """Audit a moderator's decision (or an automatic re-hold after reader flags, with user=None)."""
-    services = _services()
-    if services is None or not hasattr(services, "decision_record"):
-        logger.warning("moderation app unavailable; decision not audited", extra={"content_type": content_type})
-        return
-    _item, check_result = _classes(services)
-    results = [check_result(code=r["code"], score=r["score"], evidence=list(r.get("evidence", [])))
+    results = [CheckResult(code=r["code"], score=r["score"], evidence=list(r.get("evidence", [])))
                for r in previous.get("results", []) if "code" in r]
-    services.decision_record(
+    moderation_services.decision_record(
         store=store, content_type=content_type, content_id=content_id, action=action, results=results,
         policy_version=int(previous.get("policy_version") or 0), decided_by=user, automatic=user is None,
         note=note,
@@ -112,11 +79,4 @@ def reasons_of(moderation: dict, status: str) -> list[str]:
 
 
 def reason_text(code: str, language: str) -> str:
-    services = _services()
-    if services is not None and hasattr(services, "reason_message"):
-        try:
-            return services.reason_message(code, language)
-        except (KeyError, ValueError):
-            pass
-    with translation.override(language or "es"):
-        return _("It does not follow the community rules of this store.")
+    return moderation_services.reason_message(code, language)
