@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from tertulia.channels.models import Delivery, DeliveryStatus
 from tertulia.commerce.models import Cart, CartStatus, Order, OrderStatus
-from tertulia.core.db import atomic_with_retry
+from tertulia.core.db import atomic_with_retry, select_in
 from tertulia.core.models import Store
-from tertulia.customers.models import Consent, ConsentStatus, Customer, Identity
+from tertulia.customers.models import Consent, ConsentStatus, Customer
 from tertulia.journeys import codes
 from tertulia.journeys.definitions import (  # noqa: F401 - re-exported: the engine's one front door
     CONFIRM_STEP,
@@ -41,7 +41,9 @@ from tertulia.journeys.triggers import (  # noqa: F401 - re-exported for the wor
     Candidate,
     enrollments_create,
     enrollments_settle,
+    keyed,
     lookahead,
+    store_scope,
     triggers_sweep,
     welcome_candidate,
 )
@@ -266,8 +268,9 @@ def _address(kind: str, value: str) -> str:
 
 def _batch_load(store_id: int, deliveries: list[Delivery]) -> _Batch:
     store = Store.objects.get(pk=store_id)
-    enrollments = {e.pk: e for e in Enrollment.objects.for_store(store_id).filter(
-        pk__in=sorted({d.enrollment_id for d in deliveries}))}
+    # Keyed reads (store_scope, keyed: the ids' own indexes, not the store's whole range on SQLite).
+    enrollments = {e.pk: e for e in store_scope(Enrollment.objects.filter(
+        pk__in=sorted({d.enrollment_id for d in deliveries})), store_id)}
     journeys = {j.pk: j for j in Journey.objects.for_store(store_id).filter(
         pk__in=sorted({e.journey_id for e in enrollments.values()}))}
     old = {(e.journey_id, e.journey_version) for e in enrollments.values()
@@ -275,20 +278,22 @@ def _batch_load(store_id: int, deliveries: list[Delivery]) -> _Batch:
     definitions = {(j.pk, j.version): j.definition for j in journeys.values()}
     definitions.update(definitions_for_versions(journey_versions=old))
     customer_ids = sorted({e.customer_id for e in enrollments.values()})
-    customers = {c.pk: c for c in Customer.objects.for_store(store_id).filter(pk__in=customer_ids).only(
+    customers = {c.pk: c for c in store_scope(Customer.objects.filter(pk__in=customer_ids), store_id).only(
         "id", "first_name", "language", "timezone", "erased_at", "merged_into_id")}
     addresses: dict[tuple[int, str], str] = {}
     kinds = sorted({kind for d in deliveries for kind in _CHANNEL_KINDS.get(d.channel, ())})
-    for customer_id, kind, value in (Identity.objects.for_store(store_id)
-                                     .filter(customer_id__in=customer_ids, kind__in=kinds)
-                                     .order_by("-verified", "id").values_list("customer_id", "kind", "value")):
+    identities = sorted(select_in(
+        f"SELECT customer_id, kind, value, verified, id FROM customers_identity WHERE {keyed('store_id')} = %s "  # noqa: S608
+        f"AND kind IN ({', '.join(['%s'] * len(kinds))})", [store_id, *kinds], "customer_id", customer_ids,
+    ) if kinds else [], key=lambda row: (not row[3], row[4]))  # verified first, then the oldest
+    for customer_id, kind, value, _verified, _id in identities:
         for channel, channel_kinds in _CHANNEL_KINDS.items():
             if kind in channel_kinds:
                 addresses.setdefault((customer_id, channel), _address(kind, value))
     unsubscribed: dict[int, datetime] = {}
-    for customer_id, changed_at in (Consent.objects.for_store(store_id)
-                                    .filter(customer_id__in=customer_ids, status=ConsentStatus.UNSUBSCRIBED)
-                                    .values_list("customer_id", "changed_at")):
+    for customer_id, changed_at in store_scope(Consent.objects.filter(
+            customer_id__in=customer_ids, status=ConsentStatus.UNSUBSCRIBED), store_id).values_list(
+            "customer_id", "changed_at"):
         unsubscribed[customer_id] = max(changed_at, unsubscribed.get(customer_id, changed_at))
     cart_ids = sorted({e.trigger_id for e in enrollments.values() if e.trigger_type == TriggerType.CART})
     carts = {c.external_id: c for c in Cart.objects.for_store(store_id).filter(external_id__in=cart_ids)} if cart_ids else {}
