@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 
 from tertulia.channels.models import Delivery, DeliverySettings, DeliveryStatus
-from tertulia.core.db import select_in
+from tertulia.core.db import keyed, select_in
 from tertulia.core.models import Store
 from tertulia.core.timezones import is_valid_timezone
 from tertulia.customers.models import ConsentStatus
@@ -142,13 +142,15 @@ def _evaluate_store(store_id: int, batch: list[Delivery], now: datetime, rules: 
     customer_ids = sorted({d.customer_id for d in batch if d.customer_id is not None})
     people = {
         row[0]: row[1:]
-        for row in select_in("SELECT id, timezone, erased_at FROM customers_customer WHERE store_id = %s",
+        # keyed: the ids' own indexes, not the store's whole range, on SQLite (core.db.store_scope).
+        for row in select_in(f"SELECT id, timezone, erased_at FROM customers_customer WHERE {keyed('store_id')} = %s",  # noqa: S608
                              [store_id], "id", customer_ids)
     }
     consent = {
         (row[0], row[1]): row[2]
-        for row in select_in("SELECT customer_id, channel, status FROM customers_consent WHERE store_id = %s",
-                             [store_id], "customer_id", customer_ids)
+        for row in select_in(
+            f"SELECT customer_id, channel, status FROM customers_consent WHERE {keyed('store_id')} = %s",  # noqa: S608
+            [store_id], "customer_id", customer_ids)
     }
     journeys = {d.journey_key for d in batch if d.journey_key}
     exempt = _frequency_exempt(store_id, journeys) if journeys else set()

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from tertulia.channels.models import Delivery, DeliveryStatus
 from tertulia.commerce.models import Cart, CartStatus, Order, OrderStatus
-from tertulia.core.db import atomic_with_retry, select_in
+from tertulia.core.db import atomic_with_retry, keyed, select_in, store_scope
 from tertulia.core.models import Store
 from tertulia.customers.models import Consent, ConsentStatus, Customer
 from tertulia.journeys import codes
@@ -41,9 +41,7 @@ from tertulia.journeys.triggers import (  # noqa: F401 - re-exported for the wor
     Candidate,
     enrollments_create,
     enrollments_settle,
-    keyed,
     lookahead,
-    store_scope,
     triggers_sweep,
     welcome_candidate,
 )

@@ -25,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, OuterRef
 from django.db.models.fields.json import JSONField
 from django.utils import timezone
 
@@ -39,7 +39,9 @@ from tertulia.core.db import (
     insert_returning,
     is_postgres,
     is_sqlite,
+    keyed,
     select_in,
+    store_scope,
 )
 from tertulia.customers.models import Consent, ConsentStatus
 from tertulia.journeys.definitions import CONFIRM_STEP, assignment_for, journey_channels, steps_effective
@@ -59,24 +61,6 @@ WHOLE_EVERY = timedelta(minutes=30)
 WRITTEN_MARGIN = timedelta(minutes=1)
 SETTLE_EVERY = timedelta(minutes=10)
 _LOCK_NAMESPACE = 0x7E48  # pg_try_advisory_lock(namespace, store id) while a store is swept
-
-
-def store_scope(queryset, store_id: int):
-    """`queryset` limited to one store, for keyed reads and writes (ids, customer ids) of a batch.
-
-    SQLite without table statistics prefers any index that starts with store_id, and so reads the
-    store's whole range (100,000 customers, consents, enrollments) to pick 500 ids out of it, once
-    per batch. There the condition goes on `store_id + 0`, which no index serves, so the id's own
-    index is used; the rows and the scoping are the same. PostgreSQL plans with statistics.
-    """
-    if is_sqlite():
-        return queryset.alias(scope_store_id=F("store_id") + 0).filter(scope_store_id=store_id)
-    return queryset.filter(store_id=store_id)
-
-
-def keyed(column: str) -> str:
-    """The SQL for a condition column that must not pick the index on SQLite (see store_scope)."""
-    return f"+{column}" if is_sqlite() else column
 
 
 def lookahead() -> timedelta:
