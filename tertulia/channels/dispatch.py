@@ -248,12 +248,7 @@ def _prepare(deliveries: list[Delivery], moment: datetime) -> list[_Outcome]:
         if outcome.delivery.enrollment_id is None:
             _use_stored(outcome)
     if journey:
-        prepare = _deliveries_prepare()
-        if prepare is None:
-            for outcome in journey:
-                _use_stored(outcome)
-        else:
-            _prepare_journey_steps(prepare, journey, moment)
+        _prepare_journey_steps(_deliveries_prepare(), journey, moment)
     return outcomes
 
 
@@ -374,15 +369,8 @@ def _send(outcomes: list[_Outcome], *, worker: str, lease: float, fixed_now: dat
 
 
 def _adapter_for(*, store_id: int, channel: str):
-    try:
-        from tertulia.channels.registry import adapter_for
-    except ImportError:  # the registry arrives with the adapters; a bare setting is enough meanwhile
-        from django.utils.module_loading import import_string
+    from tertulia.channels.registry import adapter_for
 
-        path = (getattr(settings, "TERTULIA_CHANNEL_ADAPTERS", None) or {}).get(channel)
-        if not path:
-            raise PermanentSendError(f"No adapter for {channel}.", code="channel_not_configured") from None
-        return import_string(path)(store_id=store_id, channel=channel)
     return adapter_for(store_id=store_id, channel=channel)
 
 
@@ -492,24 +480,19 @@ def _journeys_notify(outcomes: list[_Outcome], *, now: datetime) -> None:
     """Tell the journeys engine how its steps ended (to complete enrollments), if it wants to know."""
     if not any(o.delivery.enrollment_id for o in outcomes):
         return
+    # Imported here: journeys sits above channels (it imports channels' models and tracking).
+    from tertulia.journeys.services import deliveries_finished
+
     try:
-        from tertulia.journeys import services
-    except ImportError:
-        return
-    hook = getattr(services, "deliveries_finished", None)
-    if hook is None:
-        return
-    try:
-        hook(deliveries=[o.delivery for o in outcomes if o.delivery.enrollment_id], now=now)
+        deliveries_finished(deliveries=[o.delivery for o in outcomes if o.delivery.enrollment_id], now=now)
     except Exception:  # noqa: BLE001 - bookkeeping of the engine; the sends are recorded already
         log.exception("journeys.deliveries_finished failed")
 
 
 def _deliveries_prepare():
-    try:
-        from tertulia.journeys.services import deliveries_prepare
-    except ImportError:  # the journeys engine is not there yet: send what is stored
-        return None
+    # Imported here: journeys sits above channels (it imports channels' models and tracking).
+    from tertulia.journeys.services import deliveries_prepare
+
     return deliveries_prepare
 
 
@@ -653,10 +636,8 @@ def attribute_orders() -> None:
 
 
 def sweep_triggers() -> None:
-    try:
-        from tertulia.journeys.triggers import triggers_sweep
-    except ImportError:  # the journeys engine is not there yet
-        return
+    from tertulia.journeys.triggers import triggers_sweep
+
     try:
         triggers_sweep(now=timezone.now())
     except DatabaseError:
