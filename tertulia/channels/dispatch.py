@@ -627,20 +627,22 @@ def attribute_orders() -> None:
     """Credit new orders to the messages that brought them, and mark enrollments converted (journeys.attribution)."""
     from tertulia.journeys.attribution import orders_attribute
 
-    try:
-        orders_attribute(now=timezone.now())
-    except DatabaseError:
-        raise
-    except Exception:  # noqa: BLE001 - a failing attribution must not stop the sends
-        log.exception("journeys attribution failed")
+    _beside_the_sends(orders_attribute, "journeys attribution")
 
 
 def sweep_triggers() -> None:
+    """Enroll whoever a trigger has come due for (journeys.triggers)."""
     from tertulia.journeys.triggers import triggers_sweep
 
+    _beside_the_sends(triggers_sweep, "journeys trigger sweep")
+
+
+def _beside_the_sends(task, label: str) -> None:
+    """Run one of the loop's periodic journeys tasks: a database outage goes up to the loop (which waits
+    it out); any other failure is logged, because it must not stop the sends."""
     try:
-        triggers_sweep(now=timezone.now())
+        task(now=timezone.now())
     except DatabaseError:
         raise
-    except Exception:  # noqa: BLE001 - a failing sweep must not stop the sends
-        log.exception("journeys trigger sweep failed")
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.exception(f"{label} failed")
