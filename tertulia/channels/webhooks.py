@@ -17,13 +17,13 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils.timezone import now as utc_now
-from django.views.decorators.csrf import csrf_exempt
 
 from tertulia.channels.accounts import channel_account_config
 from tertulia.channels.credentials import CredentialsError
 from tertulia.channels.models import Delivery, DeliveryStatus
-from tertulia.core.errors import ApiError, ErrorDetail, error_response
+from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Store
+from tertulia.core.views import webhook_view
 
 logger = logging.getLogger("tertulia.channels.webhooks")
 
@@ -107,18 +107,6 @@ def _ok(body: bytes = b"") -> HttpResponse:
                         status=200, content_type="text/xml")
 
 
-@csrf_exempt
-def twilio_status_callback(request: HttpRequest, store_slug: str) -> HttpResponse:
-    try:
-        if request.method != "POST":
-            response = error_response(ApiError("method_not_allowed", "Status callbacks are delivered with POST.", 405))
-            response["Allow"] = "POST"
-            return response
-        return _twilio_status(request, store_slug)
-    except ApiError as error:
-        return error_response(error)
-
-
 def _twilio_verified(request: HttpRequest, store_slug: str) -> tuple[Store, object, dict[str, str]]:
     """The store, its Twilio account and the POSTed fields of a request Twilio really signed (403 otherwise)."""
     store = Store.objects.filter(slug=store_slug).first()
@@ -144,7 +132,8 @@ def _twilio_verified(request: HttpRequest, store_slug: str) -> tuple[Store, obje
     return store, account, fields
 
 
-def _twilio_status(request: HttpRequest, store_slug: str) -> HttpResponse:
+@webhook_view
+def twilio_status_callback(request: HttpRequest, store_slug: str) -> HttpResponse:
     store, _account, fields = _twilio_verified(request, store_slug)
     problems = [ErrorDetail(field=name, code="required", message="Required.")
                 for name in ("MessageSid", "MessageStatus") if not fields.get(name, "").strip()]
@@ -158,29 +147,22 @@ def _twilio_status(request: HttpRequest, store_slug: str) -> HttpResponse:
     return _ok()
 
 
-@csrf_exempt
+@webhook_view
 def twilio_inbound_message(request: HttpRequest, store_slug: str) -> HttpResponse:
     """Twilio's incoming-message webhook: a reply of BAJA / STOP withdraws SMS consent and ends the journeys.
 
     Anything else a shopper texts back is acknowledged and logged (the team inbox of #5 will take it).
     """
-    try:
-        if request.method != "POST":
-            response = error_response(ApiError("method_not_allowed", "Incoming messages are delivered with POST.", 405))
-            response["Allow"] = "POST"
-            return response
-        store, _account, fields = _twilio_verified(request, store_slug)
-        problems = [ErrorDetail(field=name, code="required", message="Required.")
-                    for name in ("MessageSid", "From") if not fields.get(name, "").strip()]
-        if problems:
-            raise ApiError("invalid_callback", "The incoming message lacks MessageSid or From.", 400, problems)
-        from tertulia.channels.tracking import opt_out_reply_record
+    store, _account, fields = _twilio_verified(request, store_slug)
+    problems = [ErrorDetail(field=name, code="required", message="Required.")
+                for name in ("MessageSid", "From") if not fields.get(name, "").strip()]
+    if problems:
+        raise ApiError("invalid_callback", "The incoming message lacks MessageSid or From.", 400, problems)
+    from tertulia.channels.tracking import opt_out_reply_record
 
-        customer_id = opt_out_reply_record(store=store, channel="sms", address=fields["From"].strip(),
-                                           body=fields.get("Body", ""),
-                                           evidence={"message_sid": fields["MessageSid"][:64]})
-        logger.info("twilio incoming message", extra={"store": store.slug, "message_sid": fields["MessageSid"],
-                                                      "opted_out_customer": customer_id})
-        return _ok()
-    except ApiError as error:
-        return error_response(error)
+    customer_id = opt_out_reply_record(store=store, channel="sms", address=fields["From"].strip(),
+                                       body=fields.get("Body", ""),
+                                       evidence={"message_sid": fields["MessageSid"][:64]})
+    logger.info("twilio incoming message", extra={"store": store.slug, "message_sid": fields["MessageSid"],
+                                                  "opted_out_customer": customer_id})
+    return _ok()

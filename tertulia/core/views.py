@@ -1,9 +1,12 @@
 """Operations endpoints: /healthz and /metrics."""
 
 import logging
+from collections.abc import Callable
+from functools import wraps
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tertulia.core import metrics
@@ -29,3 +32,22 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+def webhook_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A provider's callback (shop webhooks, Twilio): POST only, no CSRF token (the signature
+    authenticates), errors in the one error shape."""
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method != "POST":
+            response = error_response(ApiError("method_not_allowed", "Webhooks are delivered with POST.", 405))
+            response["Allow"] = "POST"
+            return response
+        try:
+            return view(request, *args, **kwargs)
+        except ApiError as error:
+            return error_response(error)
+
+    return wrapper

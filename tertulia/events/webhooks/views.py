@@ -3,14 +3,13 @@
 import logging
 import re
 from collections.abc import Callable
-from functools import wraps
 
 import orjson
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
-from tertulia.core.errors import ApiError, ErrorDetail, error_response
+from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Store
+from tertulia.core.views import webhook_view
 from tertulia.events.webhooks import shopify, woocommerce
 from tertulia.events.webhooks.services import delivery_receive, delivery_seen, signature_verify
 
@@ -23,24 +22,6 @@ _SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9.-]{0,252}$")
 
 def _json(data: dict, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
-
-
-def webhook_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """POST only, no CSRF token (the signature authenticates), errors in the one error shape."""
-
-    @csrf_exempt
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.method != "POST":
-            response = error_response(ApiError("method_not_allowed", "Webhooks are delivered with POST.", 405))
-            response["Allow"] = "POST"
-            return response
-        try:
-            return view(request, *args, **kwargs)
-        except ApiError as error:
-            return error_response(error)
-
-    return wrapper
 
 
 def _store(slug: str) -> Store:
