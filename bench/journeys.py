@@ -17,47 +17,24 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from datetime import timedelta
 from decimal import Decimal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+from ingest import _scratch_database, free_port  # noqa: E402 - the benches share their plumbing
 
 SETTINGS = """
 from tertulia.settings import *  # noqa
 TERTULIA_CHANNEL_ADAPTERS = {ADAPTERS}
 TERTULIA_CHANNELS_SANDBOX = False
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _scratch_database(url: str):
-    """Create an empty database beside the one DATABASE_URL names; return its URL and a function that drops it."""
-    import psycopg
-
-    parsed = urllib.parse.urlparse(url)
-    name = f"tertulia_bench_journeys_{os.getpid()}"
-    admin = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        connection.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return parsed._replace(path=f"/{name}").geturl(), drop
 
 
 def seed(*, slug: str, carts: int, delay: int, spread: float, lead: float, mode: str):
