@@ -11,12 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS, require_browser
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("no Chromium at /usr/bin/chromium", allow_module_level=True)
+sync_api = require_browser()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 
@@ -25,8 +22,6 @@ from tertulia.events.services import events_ingest  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
 PASSWORD = "a-long-staff-password"
 
 

@@ -9,12 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS, require_browser
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("no Chromium at /usr/bin/chromium", allow_module_level=True)
+sync_api = require_browser()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 
@@ -22,8 +19,6 @@ from tertulia.core.services import membership_grant, store_create  # noqa: E402
 from tertulia.journeys.models import Journey  # noqa: E402
 
 pytestmark = pytest.mark.slow
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
 PASSWORD = "a-long-staff-password"
 
 
