@@ -38,9 +38,19 @@ def _secret_key() -> str:
     TERTULIA_HOME.mkdir(parents=True, exist_ok=True)
     path = TERTULIA_HOME / "secret_key"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Several processes may start at once on a fresh home (gunicorn's workers, the worker): the key
+        # is written whole to a private file, then linked into place, which fails if another got there
+        # first. Either way every process then reads the one complete key.
+        draft = TERTULIA_HOME / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
