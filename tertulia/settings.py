@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "tertulia.moderation",
     "tertulia.ugc",
     "tertulia.listening",
+    "tertulia.inbox",
     "tertulia.dashboard",
     "tertulia.ops",
 ]

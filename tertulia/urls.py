@@ -25,6 +25,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("webhooks/", include("tertulia.events.webhook_urls")),
     path("webhooks/", include("tertulia.channels.webhook_urls")),
+    path("webhooks/", include("tertulia.listening.webhook_urls")),
     path("app/", include("tertulia.dashboard.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),

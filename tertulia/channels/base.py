@@ -13,7 +13,7 @@ from typing import Any, Protocol
 class OutboundMessage:
     delivery_id: int
     store_id: int
-    channel: str  # email, sms, social_dm
+    channel: str  # email, sms, social_dm; mastodon, bluesky, x (public replies)
     to: str  # e-mail address, E.164 phone number, or social handle (@user@instance)
     text: str  # the plain-text body (SMS, DM, and the e-mail's text/plain part)
     subject: str = ""
@@ -23,6 +23,8 @@ class OutboundMessage:
     from_address: str = ""  # empty: the account's or the site's default sender
     status_callback_url: str = ""  # SMS: where the provider reports delivery
     in_reply_to: str = ""  # a provider id to answer (inbox replies)
+    reply_context: dict[str, Any] = field(default_factory=dict)  # what else the provider needs to thread a reply
+    sender: str = ""  # which account sends: "" = the store's account for the channel, "source:<id>" = a listening source
 
 
 @dataclass(slots=True)

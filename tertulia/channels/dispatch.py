@@ -299,7 +299,8 @@ def _use_stored(outcome: _Outcome, *, headers: dict[str, str] | None = None) -> 
     outcome.message = OutboundMessage(
         delivery_id=delivery.pk, store_id=delivery.store_id, channel=delivery.channel, to=delivery.to_address,
         text=delivery.body_text, subject=delivery.subject, html=delivery.body_html, language=delivery.language,
-        headers=headers or {},
+        headers=headers or {}, in_reply_to=delivery.reply_to, reply_context=dict(delivery.reply_context or {}),
+        sender=delivery.sender,
     )
 
 
@@ -325,7 +326,7 @@ def _retry_or_fail(outcome: _Outcome, moment: datetime, *, reason: str) -> None:
 
 
 def _send(outcomes: list[_Outcome], *, worker: str, lease: float, fixed_now: datetime | None) -> None:
-    adapters: dict[tuple[int, str], Any] = {}
+    adapters: dict[tuple[int, str, str], Any] = {}
     renewed = time.monotonic()
     for outcome in outcomes:
         if outcome.status or outcome.message is None:
@@ -338,9 +339,9 @@ def _send(outcomes: list[_Outcome], *, worker: str, lease: float, fixed_now: dat
         outcome.attempted = True
         outcome.started_at = fixed_now or timezone.now()
         try:
-            key = (message.store_id, message.channel)
+            key = (message.store_id, message.channel, message.sender)
             if key not in adapters:
-                adapters[key] = _adapter_for(store_id=message.store_id, channel=message.channel)
+                adapters[key] = _adapter_for(store_id=message.store_id, channel=message.channel, sender=message.sender)
             adapter = adapters[key]
             outcome.provider = getattr(adapter, "provider", "")
             result = adapter.send(message)
@@ -368,10 +369,10 @@ def _send(outcomes: list[_Outcome], *, worker: str, lease: float, fixed_now: dat
         outcome.delivery.sent_at = outcome.finished_at
 
 
-def _adapter_for(*, store_id: int, channel: str):
+def _adapter_for(*, store_id: int, channel: str, sender: str = ""):
     from tertulia.channels.registry import adapter_for
 
-    return adapter_for(store_id=store_id, channel=channel)
+    return adapter_for(store_id=store_id, channel=channel, sender=sender)
 
 
 def _lease_renew(*, worker: str, lease: float) -> None:

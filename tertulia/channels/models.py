@@ -24,7 +24,8 @@ class DeliveryStatus(models.TextChoices):
 
 class Delivery(StoreScoped):
     customer = models.ForeignKey("customers.Customer", null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries")
-    channel = models.CharField(max_length=16)  # customers.Channel: email, sms, social_dm
+    # customers.Channel (email, sms, social_dm), or a network a reply goes out on (mastodon, bluesky, x).
+    channel = models.CharField(max_length=16)
     # What the message is for. Journey steps fill the three below; other senders (the inbox) leave them empty.
     enrollment = models.ForeignKey("journeys.Enrollment", null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
     journey_key = models.CharField(max_length=32, blank=True)
@@ -46,6 +47,13 @@ class Delivery(StoreScoped):
     body_text = models.TextField(blank=True)
     body_html = models.TextField(blank=True)
     links = models.JSONField(default=list, blank=True)  # target URLs in order; /r/<token> names one by index
+    # A reply (the inbox): the provider's id of the message answered, what else the provider needs to thread
+    # it (Bluesky's parent and root refs, e-mail's References and subject, Mastodon's visibility), and which
+    # account sends it ("" = the store's ChannelAccount for the channel; "source:<id>" = a listening source).
+    # A reply answers a message the person sent, so the sending rules check it differently (channels.rules).
+    reply_to = models.CharField(max_length=450, blank=True)
+    reply_context = models.JSONField(default=dict, blank=True)
+    sender = models.CharField(max_length=64, blank=True)
     provider = models.CharField(max_length=32, blank=True)
     provider_message_id = models.CharField(max_length=200, blank=True, db_index=True)
     provider_status = models.CharField(max_length=32, blank=True)

@@ -7,6 +7,10 @@ Resolution, first match wins:
 4. sandbox mode (TERTULIA_CHANNELS_SANDBOX): SMS and DMs go to the outbox too;
 5. otherwise PermanentSendError(code="channel_not_configured").
 
+A reply from the inbox names its sender: `sender="source:<id>"` is the listening source (a Mastodon,
+Bluesky or X account; listening.replies) whose account heard the post and answers it, on the network's
+own channel (mastodon, bluesky, x). Overrides (1) apply to those channels too.
+
 Adapters are kept per (store, channel) and rebuilt when the account's updated_at or the relevant settings
 change; the account is looked at again at most every ACCOUNT_RECHECK_SECONDS, so a send costs no query.
 """
@@ -37,7 +41,7 @@ class _Entry:
     checked_at: float
 
 
-_cache: "OrderedDict[tuple[int, str], _Entry]" = OrderedDict()
+_cache: "OrderedDict[tuple[int, str, str], _Entry]" = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -52,14 +56,18 @@ def sandbox_enabled() -> bool:
     return bool(getattr(settings, "TERTULIA_CHANNELS_SANDBOX", False))
 
 
-def _account_version(store_id: int, channel: str) -> Any:
+def _account_version(store_id: int, channel: str, sender: str = "") -> Any:
+    if sender:
+        from tertulia.listening.replies import sender_version  # listening sits above channels
+
+        return sender_version(store_id=store_id, sender=sender)
     row = ChannelAccount.objects.for_store(store_id).filter(channel=channel, enabled=True).values_list(
         "updated_at", flat=True).first()
     return row
 
 
-def adapter_for(*, store_id: int, channel: str) -> ChannelAdapter:
-    key = (store_id, channel)
+def adapter_for(*, store_id: int, channel: str, sender: str = "") -> ChannelAdapter:
+    key = (store_id, channel, sender)
     fingerprint = _fingerprint(channel)
     with _lock:
         entry = _cache.get(key)
@@ -70,11 +78,11 @@ def adapter_for(*, store_id: int, channel: str) -> ChannelAdapter:
     if fingerprint[0]:
         adapter, version = _override(fingerprint[0], store_id=store_id, channel=channel), None
     else:
-        version = _account_version(store_id, channel)
+        version = _account_version(store_id, channel, sender)
         if entry is not None and entry.fingerprint == fingerprint and entry.account_version == version:
             entry.checked_at = time.monotonic()
             return entry.adapter
-        adapter = _build(store_id=store_id, channel=channel)
+        adapter = _build(store_id=store_id, channel=channel, sender=sender)
     with _lock:
         _cache[key] = _Entry(adapter=adapter, fingerprint=fingerprint, account_version=version,
                              checked_at=time.monotonic())
@@ -101,7 +109,11 @@ def _override(path: str, *, store_id: int, channel: str) -> ChannelAdapter:
     return cls(store_id=store_id, channel=channel)
 
 
-def _build(*, store_id: int, channel: str) -> ChannelAdapter:
+def _build(*, store_id: int, channel: str, sender: str = "") -> ChannelAdapter:
+    if sender:
+        from tertulia.listening.replies import reply_adapter  # listening sits above channels
+
+        return reply_adapter(store_id=store_id, channel=channel, sender=sender)
     if channel not in CHANNELS:
         raise PermanentSendError(f"No channel '{channel}'.", code="unknown_channel")
     try:

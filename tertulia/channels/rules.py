@@ -13,8 +13,11 @@ transaction, right before the messages go out (docs/channels.md, "Dispatcher"):
 - **quiet hours**: journey messages due inside the window (default 21:00-08:00 in the person's time
   zone, else the store's) are postponed to its end, never dropped.
 
-Deliveries outside journeys (an inbox reply) and journeys whose definition says `frequency_exempt`
-(transactional messages) are checked for consent only.
+Journeys whose definition says `frequency_exempt` (transactional messages) are checked for consent only.
+
+**Replies** (an inbox answer: `reply_to` names the message the person sent) are not marketing: the
+person wrote first and is waiting for the answer, so marketing consent does not apply to them and
+neither do the cap and the quiet hours. They are still never sent to a person whose data was erased.
 """
 
 from collections.abc import Sequence
@@ -173,6 +176,10 @@ def _evaluate_store(store_id: int, batch: list[Delivery], now: datetime, rules: 
     verdicts: dict[int, Verdict] = {}
     for delivery in batch:
         person = people.get(delivery.customer_id) if delivery.customer_id is not None else None
+        if delivery.reply_to or delivery.reply_context.get("answer"):
+            erased = person is not None and person[1] is not None
+            verdicts[delivery.pk] = Verdict(SKIP, "erased", "The customer's data was erased.") if erased else Verdict(SEND)
+            continue
         if person is None:
             verdicts[delivery.pk] = Verdict(SKIP, "no_consent", "The delivery names no customer.")
             continue

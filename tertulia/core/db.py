@@ -13,6 +13,7 @@ import psycopg
 from django.apps import apps
 from django.db import OperationalError, connection, transaction
 from django.db.models import F
+from django.db.models.fields.json import JSONField
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -179,3 +180,37 @@ def store_scope(queryset, store_id: int):
 def keyed(column: str) -> str:
     """The SQL for a condition column that must not pick the index on SQLite (see store_scope)."""
     return f"+{column}" if is_sqlite() else column
+
+
+def column_values(model, rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple]]:
+    """Columns and values for a raw bulk insert of `model`, with every field's default filled in.
+
+    Built from the model so a field added later (with a default) needs no change here.
+    """
+    lite = is_sqlite()
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    given = set().union(*(row.keys() for row in rows)) if rows else set()
+    columns: list[str] = []
+    plan: list[tuple[str | None, Any]] = []  # (key in the row, converter) or (None, the constant value)
+    for f in fields:
+        fn: Any = None
+        if isinstance(f, JSONField):
+            fn = db_json
+        elif f.get_internal_type() == "DateTimeField":
+            fn = lambda v: db_datetime(v, sqlite=lite)  # noqa: E731 - one small converter per column
+        columns.append(f.column)
+        key = f.attname if f.attname in given else f.name if f.name in given else None
+        if key is not None:
+            plan.append((key, fn))
+            continue
+        default = f.get_default()  # "" for text fields without a default, as Django's own inserts
+        if default is None and not f.null:
+            raise ValueError(f"{model.__name__}.{f.name} needs a value")
+        # A column no row gives holds the same value in every row: converted once.
+        plan.append((None, fn(default) if fn is not None and default is not None else default))
+    values = [
+        tuple((row[key] if fn is None or row[key] is None else fn(row[key])) if key is not None else fn
+              for key, fn in plan)
+        for row in rows
+    ]
+    return columns, values

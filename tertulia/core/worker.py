@@ -55,6 +55,7 @@ def run_worker(
     queues: list[str] | None = None,
     housekeeping: bool = True,
     dispatch: bool = True,
+    listen: bool = True,
 ) -> int:
     """Run due jobs until `stop` is set (or, with `once`, until nothing is due); return how many ran.
 
@@ -63,32 +64,38 @@ def run_worker(
     threads, each with its own database connection. `housekeeping` schedules the daily prune of
     old jobs (idempotently, so any number of workers may do it). `dispatch` also runs the message
     dispatcher (channels.dispatch) in a thread of its own, stopped by the same event; with `once`
-    it sends what is due after the jobs ran.
+    it sends what is due after the jobs ran. `listen` also runs the listening runner (listening.runner:
+    connectors of every store, and the inbox's sweep) in a thread of its own; with `once` it runs each due
+    source once.
     """
     stop = stop or threading.Event()
     base_name = (name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")[:90]
-    if not dispatch:
-        return _run_jobs(base_name=base_name, stop=stop, poll_interval=poll_interval, once=once,
-                         concurrency=concurrency, lease_seconds=lease_seconds, queues=queues,
-                         housekeeping=housekeeping)
+    jobs = {"base_name": base_name, "stop": stop, "poll_interval": poll_interval, "once": once,
+            "concurrency": concurrency, "lease_seconds": lease_seconds, "queues": queues, "housekeeping": housekeeping}
     if once:
-        processed = _run_jobs(base_name=base_name, stop=stop, poll_interval=poll_interval, once=once,
-                              concurrency=concurrency, lease_seconds=lease_seconds, queues=queues,
-                              housekeeping=housekeeping)
-        _dispatch_once(name=base_name)
+        processed = _run_jobs(**jobs)
+        if listen:
+            _listen_once(name=base_name)
+        if dispatch:
+            _dispatch_once(name=base_name)
         return processed
-    dispatcher = threading.Thread(target=_dispatch_loop, args=(base_name, stop, poll_interval),
-                                  name="tertulia-dispatcher", daemon=True)
-    dispatcher.start()
+    sidekicks = []
+    if dispatch:
+        sidekicks.append(threading.Thread(target=_dispatch_loop, args=(base_name, stop, poll_interval),
+                                          name="tertulia-dispatcher", daemon=True))
+    if listen:
+        sidekicks.append(threading.Thread(target=_listen_loop, args=(base_name, stop, poll_interval),
+                                          name="tertulia-listening", daemon=True))
+    for thread in sidekicks:
+        thread.start()
     try:
-        return _run_jobs(base_name=base_name, stop=stop, poll_interval=poll_interval, once=once,
-                         concurrency=concurrency, lease_seconds=lease_seconds, queues=queues,
-                         housekeeping=housekeeping)
+        return _run_jobs(**jobs)
     finally:
-        # The job loops only end when asked to (or on an error): the dispatcher goes with them.
+        # The job loops only end when asked to (or on an error): the dispatcher and the listeners go with them.
         stop.set()
-        while dispatcher.is_alive():
-            dispatcher.join(timeout=0.5)
+        for thread in sidekicks:
+            while thread.is_alive():
+                thread.join(timeout=0.5)
 
 
 def _dispatch_loop(base_name: str, stop: threading.Event, poll_interval: float) -> None:
@@ -98,6 +105,26 @@ def _dispatch_loop(base_name: str, stop: threading.Event, poll_interval: float) 
         run_dispatcher(stop=stop, name=f"{base_name}/dispatch"[:100], poll_interval=min(poll_interval, DEFAULT_POLL_SECONDS))
     except BaseException:  # run_dispatcher catches its own errors; this is the last word before the thread ends
         log.exception("the dispatcher stopped with an error", extra={"worker": base_name})
+    finally:
+        _close_connection()
+
+
+def _listen_loop(base_name: str, stop: threading.Event, poll_interval: float) -> None:
+    from tertulia.listening.runner import run_listeners
+
+    try:
+        run_listeners(stop=stop, name=f"{base_name}/listen"[:100], poll_interval=min(poll_interval, 1.0))
+    except BaseException:  # run_listeners catches its own errors; this is the last word before the thread ends
+        log.exception("the listening runner stopped with an error", extra={"worker": base_name})
+    finally:
+        _close_connection()
+
+
+def _listen_once(*, name: str) -> None:
+    from tertulia.listening.runner import listen_once
+
+    try:
+        listen_once(worker=f"{name}/listen"[:100])
     finally:
         _close_connection()
 

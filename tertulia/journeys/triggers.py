@@ -26,7 +26,6 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import Exists, OuterRef
-from django.db.models.fields.json import JSONField
 from django.utils import timezone
 
 from tertulia.channels.models import Delivery, DeliveryStatus
@@ -34,11 +33,10 @@ from tertulia.commerce.models import Cart, CartStatus, Order, OrderStatus
 from tertulia.core.db import (
     atomic_with_retry,
     chunks,
+    column_values,
     db_datetime,
-    db_json,
     insert_returning,
     is_postgres,
-    is_sqlite,
     keyed,
     select_in,
     store_scope,
@@ -82,40 +80,6 @@ class Candidate:
 # --- Enrollment ----------------------------------------------------------------------------------------
 
 
-def _column_values(model, rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple]]:
-    """Columns and values for a raw bulk insert of `model`, with every field's default filled in.
-
-    Built from the model so a field added later (with a default) needs no change here.
-    """
-    lite = is_sqlite()
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    given = set().union(*(row.keys() for row in rows)) if rows else set()
-    columns: list[str] = []
-    plan: list[tuple[str | None, Any]] = []  # (key in the row, converter) or (None, the constant value)
-    for f in fields:
-        fn: Any = None
-        if isinstance(f, JSONField):
-            fn = db_json
-        elif f.get_internal_type() == "DateTimeField":
-            fn = lambda v: db_datetime(v, sqlite=lite)  # noqa: E731 - one small converter per column
-        columns.append(f.column)
-        key = f.attname if f.attname in given else f.name if f.name in given else None
-        if key is not None:
-            plan.append((key, fn))
-            continue
-        default = f.get_default()  # "" for text fields without a default, as Django's own inserts
-        if default is None and not f.null:
-            raise ValueError(f"{model.__name__}.{f.name} needs a value")
-        # A column no row gives holds the same value in every row: converted once.
-        plan.append((None, fn(default) if fn is not None and default is not None else default))
-    values = [
-        tuple((row[key] if fn is None or row[key] is None else fn(row[key])) if key is not None else fn
-              for key, fn in plan)
-        for row in rows
-    ]
-    return columns, values
-
-
 def enrollments_create(*, journey: Journey, candidates: Iterable[Candidate], now: datetime,
                        steps: list[dict] | None = None, holdout_allowed: bool = True) -> int:
     """Enroll candidates (once each) and schedule their steps; returns how many were enrolled.
@@ -155,7 +119,7 @@ def enrollments_create(*, journey: Journey, candidates: Iterable[Candidate], now
                 "context": {**c.context, "shift_seconds": c.shift_seconds} if c.shift_seconds else c.context,
                 "enrolled_at": now,
             } for c, variant, holdout in part]
-            columns, values = _column_values(Enrollment, rows)
+            columns, values = column_values(Enrollment, rows)
             inserted = insert_returning(
                 Enrollment._meta.db_table, columns, values,
                 conflict=["journey_id", "customer_id", "trigger_type", "trigger_id"],
@@ -177,7 +141,7 @@ def enrollments_create(*, journey: Journey, candidates: Iterable[Candidate], now
                         "created_at": now, "updated_at": now,
                     })
             if deliveries:
-                columns, values = _column_values(Delivery, deliveries)
+                columns, values = column_values(Delivery, deliveries)
                 insert_returning(Delivery._meta.db_table, columns, values, conflict=None, returning=["id"])
         return created
 

@@ -37,3 +37,8 @@ def posts_understand(texts: Sequence[str], *, matcher: Matcher, with_toxicity: b
     predictions = classify_many([texts[index] for index, _ in found], with_toxicity=with_toxicity)
     return [Understood(index=index, matches=matches, prediction=prediction)
             for (index, matches), prediction in zip(found, predictions, strict=True)]
+
+
+def posts_classify(texts: Sequence[str], *, store_id: int | None = None, with_toxicity: bool = True) -> list[Prediction]:
+    """Language, sentiment, intent and toxicity of each text, with the store's classifier (the built-in model)."""
+    return classify_many(list(texts), with_toxicity=with_toxicity)

@@ -23,6 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--queue", action="append", dest="queues", help="Only run this queue (repeatable).")
         parser.add_argument("--no-dispatch", action="store_false", dest="dispatch",
                             help="Do not run the message dispatcher (channels.dispatch) in this worker.")
+        parser.add_argument("--no-listen", action="store_false", dest="listen",
+                            help="Do not run the listening connectors and the inbox sweep (listening.runner) here.")
 
     def handle(self, *args, **options):
         if options["concurrency"] < 1:
@@ -49,6 +51,7 @@ class Command(BaseCommand):
                 lease_seconds=options["lease"],
                 queues=options["queues"],
                 dispatch=options["dispatch"],
+                listen=options["listen"],
             )
         finally:
             for sig, handler in previous.items():

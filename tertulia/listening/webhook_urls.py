@@ -1,0 +1,9 @@
+"""Inbound webhook URLs of listening, mounted under /webhooks/."""
+
+from django.urls import path
+
+from tertulia.listening import views
+
+urlpatterns = [
+    path("listening/<slug:store_slug>/<slug:source_key>", views.inbound_webhook, name="listening_webhook"),
+]
