@@ -16,6 +16,7 @@ from tertulia.inbox.models import (
     Conversation,
     ConversationStatus,
     InboxSettings,
+    Message,
     Presence,
     Team,
     TeamMember,
@@ -38,6 +39,13 @@ def schedule_for(*, store_id: int, settings: InboxSettings | None = None) -> Sch
         return Schedule.parse(hours=settings.business_hours or {}, holidays=settings.holidays or [], zone=zone)
     except (ScheduleError, Exception):  # noqa: BLE001 - a bad row (edited by hand) must not stop the inbox
         return Schedule.parse(hours={}, zone="UTC")
+
+
+def message_ids_known(*, store_id: int, network: str, external_ids: set[str]) -> set[str]:
+    """Which of these platform ids are messages (theirs or ours) of the store's conversations on `network`."""
+    return set(Message.objects.for_store(store_id).filter(external_id__in=sorted(external_ids),
+                                                          conversation__network=network)
+               .values_list("external_id", flat=True))
 
 
 def breaching_filter(now: datetime) -> Q:

@@ -131,6 +131,20 @@ def _customers_for(store_id: int, posts: Sequence[Post]) -> dict[tuple[str, str]
     return found
 
 
+def _answers_to_conversations(store_id: int, posts: Sequence[Post]) -> dict[str, set[str]]:
+    """Of the ids these posts answer, those that are messages of an inbox conversation, per network."""
+    wanted: dict[str, set[str]] = {}
+    for post in posts:
+        if post.in_reply_to:
+            wanted.setdefault(post.network, set()).add(post.in_reply_to)
+    if not wanted:
+        return {}
+    from tertulia.inbox.selectors import message_ids_known  # inbox sits above listening
+
+    return {network: message_ids_known(store_id=store_id, network=network, external_ids=ids)
+            for network, ids in wanted.items()}
+
+
 def _hour(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -161,6 +175,7 @@ def mentions_ingest(*, store_id: int, posts: Sequence[Post], source_id: int | No
             unique[key] = post
     matcher = matcher_cached(store_id=store_id)
     kept: list[tuple[Post, list]] = []
+    unmatched: list[Post] = []
     for post in unique.values():
         text = f"{post.title}\n{post.text}" if post.title else post.text
         if post.kind in ADDRESSED:
@@ -168,9 +183,13 @@ def mentions_ingest(*, store_id: int, posts: Sequence[Post], source_id: int | No
         else:
             matches = matcher.mentions(text)
             if not matches:
-                result.ignored += 1
+                unmatched.append(post)
                 continue
         kept.append((post, matches))
+    # A post that answers one of our conversations matters whatever it says ("thanks, and to Mallorca?").
+    answering = _answers_to_conversations(store_id, unmatched)
+    kept.extend((post, []) for post in unmatched if post.in_reply_to in answering.get(post.network, ()))
+    result.ignored += sum(1 for post in unmatched if post.in_reply_to not in answering.get(post.network, ()))
     if not kept:
         return result
     existing: set[tuple[str, str]] = set()
@@ -325,9 +344,8 @@ def alert_open(*, store_id: int, kind: str, key: str, details: dict, source_id: 
         k: v for k, v in details.items() if isinstance(v, int | float | str)}})
     from tertulia.listening.tasks import alert_notify
 
-    alert_id = alert.pk
-    transaction.on_commit(lambda: job_schedule(task=alert_notify, args=[alert_id], unique_key=f"listening.alert:{alert_id}",
-                                               store=Store(pk=store_id)))
+    # The job row is written in this transaction: an alert rolled back is never announced.
+    job_schedule(task=alert_notify, args=[alert.pk], unique_key=f"listening.alert:{alert.pk}", store=Store(pk=store_id))
     return alert
 
 
