@@ -10,7 +10,9 @@ from tertulia.core.api import api
 from tertulia.core.views import healthz, metrics_view
 from tertulia.customers.api import router as customers_router
 from tertulia.events.api import router as events_router
+from tertulia.inbox.api import router as inbox_router
 from tertulia.journeys.api import router as journeys_router
+from tertulia.listening.api import router as listening_router
 from tertulia.ugc.api import public_urls
 
 api.add_router("", events_router)
@@ -19,6 +21,8 @@ api.add_router("", customers_router)
 api.add_router("", commerce_router)
 api.add_router("", journeys_router)
 api.add_router("", deliveries_router)
+api.add_router("", listening_router)
+api.add_router("", inbox_router)
 
 urlpatterns = [
     path("api/v1/public/", public_urls()),

@@ -179,3 +179,16 @@ def test_an_expired_claim_is_taken_over_and_the_old_holder_writes_nothing(source
 def test_disabled_sources_are_never_claimed(source):
     Source.objects.filter(pk=source.pk).update(enabled=False)
     assert listen_once(worker="w") == 0
+
+
+def test_health_reaches_metrics(client, source):
+    for _ in range(3):
+        fake.SCRIPT.append(_fail)
+        make_due(source)
+        listen_once(worker="w")
+    text = client.get("/metrics").content.decode()
+    labels = 'network="mastodon",source="social",store="tienda"'
+    assert f"tertulia_listening_source_up{{{labels}}} 0.0" in text
+    assert f"tertulia_listening_source_down{{{labels}}} 1.0" in text
+    assert f"tertulia_listening_source_consecutive_failures{{{labels}}} 3.0" in text
+    assert 'tertulia_listening_alerts_open{kind="connector_down",store="tienda"} 1.0' in text

@@ -179,3 +179,26 @@ def delivery_counted(*, channel: str, outcome: str) -> None:
 
 def delivery_lag(*, channel: str, seconds: float) -> None:
     DELIVERY_LAG.labels(channel).observe(max(seconds, 0.0))
+
+
+def collector_register(collector) -> None:
+    """Add an app's collector of database-read figures to what /metrics answers (called from AppConfig.ready)."""
+    if collector.__class__.__name__ not in {type(c).__name__ for c in _COLLECTORS}:
+        _COLLECTORS.append(collector)
+        _DATABASE.register(collector)
+
+
+_COLLECTORS: list = []
+
+
+# --- Listening (listening.services) ---------------------------------------------------------------------
+POSTS_HEARD = PromCounter(
+    "tertulia_listening_posts_total", "Posts handed over by listening connectors, by network and outcome "
+    "(stored, duplicate, ignored)", ["network", "outcome"]
+)
+
+
+def posts_heard(*, network: str, stored: int, duplicates: int, ignored: int) -> None:
+    for outcome, count in (("stored", stored), ("duplicate", duplicates), ("ignored", ignored)):
+        if count:
+            POSTS_HEARD.labels(network, outcome).inc(count)

@@ -478,11 +478,12 @@ def _reply_text_problems(conversation: Conversation, text: object) -> str:
 
 def reply_send(*, store: Store, conversation_id: int, user, text: object, resolve: bool = False,
                canned_reply_id: int | None = None, seen_message_id: int | None = None,
-               now: datetime | None = None) -> Message:
+               now: datetime | None = None, author_label: str = "") -> Message:
     """Answer the person through the channel they wrote on; the message goes out as a channels.Delivery.
 
     `seen_message_id` is the newest message the agent had on screen: when someone else answered since,
-    nothing is sent and a 409 says who (the agent decides whether to send anyway). A question from the
+    nothing is sent and a 409 says who (the agent decides whether to send anyway). `user` is None for a
+    reply through the API (`author_label` then says which key sent it). A question from the
     widget is answered as a staff answer on the product page (and by e-mail when the person left one),
     a review with the store's public reply (and by e-mail).
     """
@@ -526,7 +527,7 @@ def reply_send(*, store: Store, conversation_id: int, user, text: object, resolv
                                              "page itself.") % {"network": conversation.network}, 422)
         message = Message.objects.create(
             store=store, conversation=conversation, direction=MessageDirection.OUTBOUND, author_user=user,
-            author_name=_display_user(user), text=text, delivery=delivery, created_at=moment,
+            author_name=(_display_user(user) or author_label)[:200], text=text, delivery=delivery, created_at=moment,
             canned_reply_id=canned_reply_id if canned_reply_id and CannedReply.objects.for_store(store)
             .filter(pk=canned_reply_id).exists() else None)
         conversation.message_count += 1
@@ -598,7 +599,8 @@ def _display_user(user) -> str:
     return (user.get_full_name() or user.get_username()) if hasattr(user, "get_full_name") else str(user)
 
 
-def note_add(*, store: Store, conversation_id: int, user, text: object, now: datetime | None = None) -> Message:
+def note_add(*, store: Store, conversation_id: int, user, text: object, now: datetime | None = None,
+             author_label: str = "") -> Message:
     """A private note for the team; @username mentions of store members notify them."""
     if not isinstance(text, str) or not text.strip() or len(text) > NOTE_MAX:
         raise ApiError("invalid_note", _("Write the note (at most %(limit)s characters).") % {"limit": NOTE_MAX}, 422,
@@ -608,7 +610,8 @@ def note_add(*, store: Store, conversation_id: int, user, text: object, now: dat
     with transaction.atomic():
         conversation = _locked(store, conversation_id)
         note = Message.objects.create(store=store, conversation=conversation, direction=MessageDirection.NOTE,
-                                      author_user=user, author_name=_display_user(user), text=text.strip(),
+                                      author_user=user, author_name=(_display_user(user) or author_label)[:200],
+                                      text=text.strip(),
                                       created_at=moment)
         names = {name.lower().rstrip(".") for name in _MENTION.findall(text)}
         if names:

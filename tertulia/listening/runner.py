@@ -96,22 +96,37 @@ class LeaseLost(Exception):  # noqa: N818 - named for what happened
 # --- claiming --------------------------------------------------------------------------------
 
 
-def source_claim(*, worker: str, lease: float, now: datetime | None = None) -> Source | None:
-    """Claim the most overdue enabled source that nobody holds (or whose holder's lease expired)."""
+def source_claim(*, worker: str, lease: float, now: datetime | None = None, source_id: int | None = None,
+                 due: bool = True) -> Source | None:
+    """Claim the most overdue enabled source that nobody holds (or whose holder's lease expired).
+
+    With `source_id`, that source only; `due=False` claims it even before its next run (`tertulia
+    listening source run`)."""
     moment = now or timezone.now()
-    due = Source.objects.filter(enabled=True, next_run_at__lte=moment)
-    free = due.filter(claimed_by="") | due.filter(lease_expires_at__lt=moment)
+    rows = Source.objects.filter(enabled=True)
+    if due:
+        rows = rows.filter(next_run_at__lte=moment)
+    if source_id is not None:
+        rows = rows.filter(pk=source_id)
+    free = rows.filter(claimed_by="") | rows.filter(lease_expires_at__lt=moment)
     if not is_postgres() and not free.exists():
         return None  # idle polls stay read-only: no SQLite write lock
     lock_sql = " FOR UPDATE SKIP LOCKED" if is_postgres() else ""
     sqlite = not is_postgres()
+    stamp = db_datetime(moment, sqlite=sqlite)
+    conditions, extra = "", []
+    if due:
+        conditions += " AND next_run_at <= %s"
+        extra.append(stamp)
+    if source_id is not None:
+        conditions += " AND id = %s"
+        extra.append(source_id)
     sql = (
         f"UPDATE {TABLE} SET claimed_by = %s, lease_expires_at = %s, last_run_at = %s "  # noqa: S608 - fixed identifiers
-        f"WHERE id = (SELECT id FROM {TABLE} WHERE enabled = %s AND next_run_at <= %s "
+        f"WHERE id = (SELECT id FROM {TABLE} WHERE enabled = %s{conditions} "
         f"AND (claimed_by = '' OR lease_expires_at < %s) ORDER BY next_run_at, id LIMIT 1{lock_sql}) RETURNING id"
     )
-    stamp = db_datetime(moment, sqlite=sqlite)
-    params = [worker, db_datetime(moment + timedelta(seconds=lease), sqlite=sqlite), stamp, True, stamp, stamp]
+    params = [worker, db_datetime(moment + timedelta(seconds=lease), sqlite=sqlite), stamp, True, *extra, stamp]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

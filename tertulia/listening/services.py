@@ -11,6 +11,7 @@ from django.db.models import Min, Sum
 from django.utils import timezone
 
 from tertulia.catalog.models import Product
+from tertulia.core import metrics
 from tertulia.core.db import column_values, insert_returning
 from tertulia.core.jobs import job_schedule
 from tertulia.core.models import Store
@@ -191,6 +192,7 @@ def mentions_ingest(*, store_id: int, posts: Sequence[Post], source_id: int | No
     kept.extend((post, []) for post in unmatched if post.in_reply_to in answering.get(post.network, ()))
     result.ignored += sum(1 for post in unmatched if post.in_reply_to not in answering.get(post.network, ()))
     if not kept:
+        _count(posts, result)
         return result
     existing: set[tuple[str, str]] = set()
     by_network: dict[str, list[str]] = {}
@@ -203,6 +205,7 @@ def mentions_ingest(*, store_id: int, posts: Sequence[Post], source_id: int | No
     fresh = [(post, matches) for post, matches in kept if (post.network, post.external_id) not in existing]
     result.duplicates += len(kept) - len(fresh)
     if not fresh:
+        _count(posts, result)
         return result
     predictions = posts_classify([(f"{p.title}\n{p.text}" if p.title else p.text)[:MAX_TEXT] for p, _ in fresh],
                                  store_id=store_id)
@@ -234,6 +237,7 @@ def mentions_ingest(*, store_id: int, posts: Sequence[Post], source_id: int | No
     ids = {(network, external_id): mention_id for mention_id, network, external_id in inserted}
     result.stored = len(ids)
     result.duplicates += len(rows) - len(ids)
+    _count(posts, result)
     if not ids:
         return result
     products = []
@@ -261,6 +265,11 @@ def mentions_ingest(*, store_id: int, posts: Sequence[Post], source_id: int | No
     conversations_from_mentions(store_id=store_id, mention_ids=result.mention_ids, now=moment)
     spikes_check(store_id=store_id, hours=sorted({hour for hour, _ in hours}), now=moment)
     return result
+
+
+def _count(posts: Sequence[Post], result: IngestResult) -> None:
+    network = posts[0].network if posts else ""
+    metrics.posts_heard(network=network, stored=result.stored, duplicates=result.duplicates, ignored=result.ignored)
 
 
 HOUR_COUNTS = ("total", "negative", "neutral", "positive", "question", "complaint", "purchase_intent", "praise")
