@@ -27,7 +27,7 @@ from django.utils import timezone
 from tertulia.commerce.models import Cart
 from tertulia.commerce.selectors import carts_list, orders_list
 from tertulia.core.models import Store
-from tertulia.customers.models import ConsentChange, Customer, Identity
+from tertulia.customers.models import SOCIAL_KINDS, ConsentChange, Customer, Identity
 from tertulia.customers.selectors import consent_current, customer_get, customer_person_ids
 from tertulia.events.models import Event
 from tertulia.events.selectors import events_about
@@ -72,6 +72,23 @@ def customer_export(*, store: Store, customer_id: int) -> dict[str, Any]:
         "carts": [_row(cart) for cart in carts_list(store=store, customer_ids=ids).order_by("pk")],
         "orders": [_row(order) for order in orders_list(store=store, customer_ids=ids).order_by("pk")],
         "events": [_row(event) for event in events_about(store=store, customer_ids=ids).iterator(chunk_size=2000)],
+        **_social_export(store, ids),
+    }
+
+
+def _social_export(store: Store, ids: list[int]) -> dict[str, Any]:
+    """What listening heard them say and the conversations the team had with them."""
+    # Imported here: customers sits below listening and the inbox, which point at it.
+    from tertulia.inbox.models import Conversation, Message
+    from tertulia.listening.models import Mention
+
+    conversations = list(Conversation.objects.for_store(store).filter(customer_id__in=ids).order_by("pk"))
+    messages = Message.objects.for_store(store).filter(conversation__in=conversations).exclude(direction="note")
+    return {
+        "mentions": [_row(mention) for mention in Mention.objects.for_store(store).filter(customer_id__in=ids)
+                     .order_by("pk")],
+        "conversations": [_row(conversation) for conversation in conversations],
+        "conversation_messages": [_row(message) for message in messages.order_by("pk")],
     }
 
 
@@ -88,6 +105,8 @@ class Erasure:
     carts_scrubbed: int
     messages_scrubbed: int = 0
     contributions_anonymised: int = 0
+    mentions_scrubbed: int = 0
+    conversations_scrubbed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {field: getattr(self, field) for field in self.__dataclass_fields__}
@@ -123,9 +142,12 @@ def customer_erase(*, store: Store, customer_id: int) -> Erasure:
 
         emails = list(Identity.objects.for_store(store).filter(customer_id__in=ids, kind="email")
                       .values_list("value", flat=True))
+        handles = list(Identity.objects.for_store(store).filter(customer_id__in=ids, kind__in=SOCIAL_KINDS)
+                       .values_list("kind", "value"))
         identities_deleted, _ = Identity.objects.for_store(store).filter(customer_id__in=ids).delete()
         messages_scrubbed = _scrub_messages(store, ids)
         contributions = _anonymise_contributions(store, ids, emails)
+        mentions_scrubbed, conversations_scrubbed = _forget_social(store, ids, emails, handles)
 
         changes = [
             change for change in ConsentChange.objects.for_store(store).filter(customer_id__in=ids).only("pk", "evidence")
@@ -154,6 +176,7 @@ def customer_erase(*, store: Store, customer_id: int) -> Erasure:
         identities_deleted=identities_deleted, consent_changes_scrubbed=len(changes),
         events_scrubbed=events_scrubbed, carts_scrubbed=carts_scrubbed,
         messages_scrubbed=messages_scrubbed, contributions_anonymised=contributions,
+        mentions_scrubbed=mentions_scrubbed, conversations_scrubbed=conversations_scrubbed,
     )
     logger.info("customer erased", extra={"store": store.slug, **result.as_dict()})
     return result
@@ -182,6 +205,17 @@ def _anonymise_contributions(store: Store, ids: list[int], emails: list[str]) ->
         judgements_erase(store=store, customer_id=customer_id)
     changed = sum(author_data_erase(store=store, customer_id=customer_id) for customer_id in ids)
     return changed + sum(author_data_erase(store=store, email=email) for email in emails)
+
+
+def _forget_social(store: Store, ids: list[int], emails: list[str], handles: list[tuple[str, str]]) -> tuple[int, int]:
+    """Mentions keep their figures (network, time, sentiment, intent) but lose the words and the author; the
+    inbox's conversations with them lose the handles and what they wrote."""
+    from tertulia.inbox.services import conversations_erase
+    from tertulia.listening.services import mentions_erase
+
+    addresses = [("email", email) for email in emails] + handles
+    return (mentions_erase(store=store, customer_ids=ids, handles=addresses),
+            conversations_erase(store=store, customer_ids=ids, handles=addresses))
 
 
 def _save_payloads(events: list[Event]) -> int:

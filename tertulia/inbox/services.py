@@ -15,6 +15,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -779,11 +780,16 @@ def inbox_settings_update(*, store: Store, changes: dict[str, Any]) -> InboxSett
     return row
 
 
-def conversations_erase(*, store: Store, customer_id: int) -> int:
-    """A person's erasure (GDPR): their messages lose their words, their conversations their handles."""
-    ids = list(Conversation.objects.for_store(store).filter(customer_id=customer_id).values_list("pk", flat=True))
-    Message.objects.for_store(store).filter(conversation_id__in=ids, direction=MessageDirection.INBOUND).update(
-        text="", author_name="")
-    return Conversation.objects.for_store(store).filter(pk__in=ids).update(
-        contact_handle="", contact_name="", subject="", updated_at=timezone.now())
-
+def conversations_erase(*, store: Store, customer_ids: Sequence[int], handles: Sequence[tuple[str, str]] = ()) -> int:
+    """A person's erasure: their conversations (linked to them, or with one of their handles or addresses)
+    keep kind, network, status and times for the figures; the handles, the subject and every message's
+    words go (what they wrote, what we answered them, what the team noted)."""
+    by_handle = Q()
+    for _kind, value in handles:
+        by_handle |= Q(contact_handle__iexact=value) | Q(contact_handle__iexact=f"@{value}")
+    rows = Conversation.objects.for_store(store).filter(Q(customer_id__in=list(customer_ids)) | by_handle)
+    ids = list(rows.values_list("pk", flat=True))
+    Message.objects.for_store(store).filter(conversation_id__in=ids).update(text="", author_name="")
+    return Conversation.objects.for_store(store).filter(pk__in=ids).exclude(
+        contact_handle="", contact_name="", subject="", customer=None).update(
+        contact_handle="", contact_name="", subject="", customer=None, updated_at=timezone.now())

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Min, Sum
+from django.db.models import Min, Q, Sum
 from django.utils import timezone
 
 from tertulia.catalog.models import Product
@@ -371,3 +371,18 @@ def alert_close(*, store_id: int, kind: str, key: str | None = None, source_id: 
 def alert_acknowledge(*, store: Store, alert_id: int, by: str) -> bool:
     return bool(Alert.objects.for_store(store).filter(pk=alert_id, acknowledged_at__isnull=True)
                 .update(acknowledged_at=timezone.now(), acknowledged_by=by[:150]))
+
+
+def mentions_erase(*, store: Store, customer_ids: Sequence[int], handles: Sequence[tuple[str, str]]) -> int:
+    """A person's erasure: their mentions (linked to them, or by one of their handles) keep network, time,
+    sentiment and intent for the figures, and lose text, author, link and what a reply would need."""
+    by_handle = Q()
+    for kind, value in handles:
+        network = next((n for n, k in IDENTITY_KIND.items() if k == kind), None)
+        if network:
+            by_handle |= Q(network=network, author_handle__iexact=value) | Q(network=network,
+                                                                             author_handle__iexact=f"@{value}")
+    rows = Mention.objects.for_store(store).filter(Q(customer_id__in=list(customer_ids)) | by_handle) \
+        .exclude(text="", author_handle="", author_id="", author_name="", url="")
+    return rows.update(text="", title="", author_handle="", author_id="", author_name="", url="", reply_ref={},
+                       customer=None)
