@@ -109,3 +109,16 @@ def test_direct_messages_from_one_person_share_a_conversation(tracked):
                  at=datetime(2026, 12, 1, 10, number, tzinfo=UTC))])
     conversation = Conversation.objects.for_store(tracked).get()
     assert conversation.kind == "direct" and conversation.message_count == 3
+
+
+def test_other_names_of_a_product_link_it_and_survive_catalogue_sync(store):
+    products_upsert(store=store, products=[(timezone.now(), {"sku": "IBE-001", "title": "Jamón ibérico 100 g"})])
+    from tertulia.catalog.models import Product
+
+    ham = Product.objects.get(sku="IBE-001")
+    tracked_term_add(store=store, term="jamón de bellota", product=ham)
+    with pytest.raises(ValueError, match="keyword"):
+        tracked_term_add(store=store, term="jamón", kind="product", product=ham)
+    tracked_terms_sync_catalogue(store=store)
+    mentions_ingest(store_id=store.pk, posts=[post("h1", "El jamon de bellota que compré, una pasada")])
+    assert [p.sku for p in Mention.objects.get().products.all()] == ["IBE-001"]

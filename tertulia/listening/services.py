@@ -35,14 +35,28 @@ log = logging.getLogger("tertulia.listening")
 MAX_TERM = 200
 
 
-def tracked_term_add(*, store: Store, term: str, kind: str = TermKind.KEYWORD, exclude: bool = False) -> TrackedTerm:
-    """Track one term (idempotent). A term with no word left after normalising is refused."""
-    term = term.strip()
+def tracked_term_add(*, store: Store, term: str, kind: str = TermKind.KEYWORD, exclude: bool = False,
+                     product: Product | None = None) -> TrackedTerm:
+    """Track one term (idempotent). A term with no word left after normalising is refused.
+
+    With `product` the term is another name for that product ("jamón de bellota" for IBE-001): a post
+    using it names the product. Catalogue sync never removes such a term (it is the store's own).
+    """
+    term = term.strip() if isinstance(term, str) else ""
     if kind not in KINDS:
         raise ValueError(f"Unknown term kind {kind!r}.")
     if not term or len(term) > MAX_TERM or not tokens(term):
         raise ValueError("A term needs at least one letter or digit and at most 200 characters.")
-    row, _ = TrackedTerm.objects.get_or_create(store=store, kind=kind, term=term, exclude=exclude)
+    if product is not None and product.store_id != store.pk:
+        raise ValueError("The product belongs to another store.")
+    if product is not None and kind in (TermKind.PRODUCT, TermKind.SKU):
+        # Product and SKU terms with a product are the catalogue's (sync adds and removes them).
+        raise ValueError("Another name of a product is a keyword; product and SKU terms come from the catalogue.")
+    row, created = TrackedTerm.objects.get_or_create(store=store, kind=kind, term=term, exclude=exclude,
+                                                     defaults={"product": product})
+    if not created and product is not None and row.product_id != product.pk:
+        TrackedTerm.objects.filter(pk=row.pk).update(product=product)
+        row.product = product
     return row
 
 
@@ -58,7 +72,8 @@ def tracked_terms_sync_catalogue(*, store: Store) -> dict[str, int]:
     with transaction.atomic():
         existing = {
             (row.kind, row.term): row
-            for row in TrackedTerm.objects.for_store(store).filter(product__isnull=False, exclude=False)
+            for row in TrackedTerm.objects.for_store(store).filter(product__isnull=False, exclude=False,
+                                                                   kind__in=[TermKind.PRODUCT, TermKind.SKU])
         }
         stale = [row.pk for key, row in existing.items() if wanted.get(key) != row.product_id]
         TrackedTerm.objects.for_store(store).filter(pk__in=stale).delete()
