@@ -228,6 +228,14 @@ TERTULIA_MAX_BATCH = 1000
 # --- Messages: absolute base of the links Tertulia puts in messages (tracking, unsubscribe, answers) ---
 TERTULIA_PUBLIC_URL = os.environ.get("TERTULIA_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
+# --- Listening: stores that classify with a local Hugging Face model instead of the built-in one ---
+# "slug=/dir,*=/dir" ("*": every other store; "slug=" keeps a store on the built-in model). Needs the
+# transformers extra; a model that cannot load is logged and the built-in model is used. docs/listening.md.
+TERTULIA_LISTENING_MODELS = {slug.strip(): path.strip() for slug, path in (
+    item.split("=", 1) for item in _env_list("TERTULIA_LISTENING_MODELS") if "=" in item)}
+TERTULIA_LISTENING_INTENT_MODELS = {slug.strip(): path.strip() for slug, path in (
+    item.split("=", 1) for item in _env_list("TERTULIA_LISTENING_INTENT_MODELS") if "=" in item)}
+
 # --- Background work ------------------------------------------------------------------------
 TASKS = {"default": {"BACKEND": "tertulia.core.tasks_backend.DatabaseBackend"}}
 

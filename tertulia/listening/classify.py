@@ -16,6 +16,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from importlib import resources
+from typing import Protocol
 
 import numpy as np
 import orjson
@@ -150,6 +151,14 @@ class Prediction:
                 "intent": self.intent, "toxicity": self.toxicity}
 
 
+class Classifier(Protocol):
+    """What classify_many needs of a model: the built-in Model, or an optional backend (listening.backends)."""
+
+    def predict(self, text: str) -> Prediction: ...
+
+    def predict_many(self, texts: list[str]) -> list[Prediction]: ...
+
+
 class Model:
     """All heads over one weight matrix: columns are the heads' classes side by side."""
 
@@ -275,7 +284,7 @@ def toxicity(text: str, *, language: str = "", sentiment: str = "") -> float:
     return round(max((r.score for r in results if r.code in _ABUSE), default=0.0), 3)
 
 
-def classify_many(texts: list[str], *, model: Model | None = None, with_toxicity: bool = True) -> list[Prediction]:
+def classify_many(texts: list[str], *, model: Classifier | None = None, with_toxicity: bool = True) -> list[Prediction]:
     """classify() for many texts (what the command and the pipeline use)."""
     predictions = (model or shipped()).predict_many(texts)
     if not with_toxicity:
@@ -285,7 +294,7 @@ def classify_many(texts: list[str], *, model: Model | None = None, with_toxicity
             for text, p in zip(texts, predictions, strict=True)]
 
 
-def classify(text: str, *, model: Model | None = None, with_toxicity: bool = True) -> Prediction:
+def classify(text: str, *, model: Classifier | None = None, with_toxicity: bool = True) -> Prediction:
     """Language, sentiment, intent (and toxicity) of one text."""
     prediction = (model or shipped()).predict(text)
     if not with_toxicity:

@@ -4,11 +4,15 @@ This is what connectors will call (issue #5): filter with the store's Matcher, t
 matching posts together (batches are several times cheaper per post than one at a time).
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tertulia.listening.backends import classifier_for_store
 from tertulia.listening.classify import Prediction, classify_many
 from tertulia.listening.matching import Match, Matcher
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,5 +44,17 @@ def posts_understand(texts: Sequence[str], *, matcher: Matcher, with_toxicity: b
 
 
 def posts_classify(texts: Sequence[str], *, store_id: int | None = None, with_toxicity: bool = True) -> list[Prediction]:
-    """Language, sentiment, intent and toxicity of each text, with the store's classifier (the built-in model)."""
-    return classify_many(list(texts), with_toxicity=with_toxicity)
+    """Language, sentiment, intent and toxicity of each text, with the store's classifier.
+
+    The built-in model, unless the site gave the store a transformers model (listening.backends); if
+    that model cannot load or fails on a batch, the batch is classified with the built-in model.
+    """
+    texts = list(texts)
+    model = classifier_for_store(store_id=store_id) if texts else None
+    if model is not None:
+        try:
+            return classify_many(texts, model=model, with_toxicity=with_toxicity)
+        except Exception:
+            logger.exception("listening model failed on a batch; classified with the built-in model",
+                             extra={"store_id": store_id, "texts": len(texts)})
+    return classify_many(texts, with_toxicity=with_toxicity)

@@ -5,6 +5,10 @@ an error line {"id"?, "error": {"code", "message"}} on standard output too (so o
 by position), and the command goes on; the exit status is 0 even then. Codes: invalid_json,
 invalid_input (not an object), invalid_id, missing_text, invalid_text, text_too_long,
 internal_error (a bug: logged on stderr). Ids are echoed as given; use strings for ids beyond 2**63.
+
+`--transformers DIR` (sentiment) and `--transformers-intent DIR` classify with local Hugging Face models
+(listening.backends.huggingface) instead of the built-in model's heads; a model that cannot be loaded
+stops the command before it reads any input (exit status 1), unlike ingestion, which falls back.
 """
 
 import logging
@@ -12,11 +16,12 @@ import sys
 
 import orjson
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from tertulia.listening.classify import classify_many
+from tertulia.listening.backends import BackendNotInstalled, ModelUnusable, transformers_model
+from tertulia.listening.classify import Classifier, classify_many
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +55,16 @@ def parse_line(line: bytes) -> tuple[object, str | None, dict | None]:
     return row_id, text, None
 
 
-def _one(text: str, with_toxicity: bool):
+def _one(text: str, with_toxicity: bool, model: Classifier | None):
     try:
-        return classify_many([text], with_toxicity=with_toxicity)[0]
+        return classify_many([text], model=model, with_toxicity=with_toxicity)[0]
     except Exception:
         logger.exception("classify failed on one text")
         return None
 
 
-def classify_lines(lines, out, *, batch: int = 256, with_toxicity: bool = True) -> dict[str, int]:
+def classify_lines(lines, out, *, batch: int = 256, with_toxicity: bool = True,
+                   model: Classifier | None = None) -> dict[str, int]:
     """Classify byte lines into `out` (a binary stream); returns counts of classified and failed lines."""
     counts = {"classified": 0, "errors": 0}
     pending: list[tuple[object, str | None, dict | None]] = []
@@ -66,9 +72,9 @@ def classify_lines(lines, out, *, batch: int = 256, with_toxicity: bool = True) 
     def flush() -> None:
         texts = [text for _id, text, error in pending if error is None]
         try:
-            predictions = iter(classify_many(texts, with_toxicity=with_toxicity))
+            predictions = iter(classify_many(texts, model=model, with_toxicity=with_toxicity))
         except Exception:  # one odd text must not stop the stream: retry one by one and report it
-            predictions = iter([_one(text, with_toxicity) for text in texts])
+            predictions = iter([_one(text, with_toxicity, model) for text in texts])
         chunks = []
         for row_id, _text, error in pending:
             if error is not None:
@@ -106,17 +112,28 @@ class Command(BaseCommand):
         parser.add_argument("--no-toxicity", action="store_true", help="Skip the moderation checks (toxicity 0).")
         parser.add_argument("--language", choices=[code for code, _name in settings.LANGUAGES],
                             default=settings.LANGUAGE_CODE, help="Language of error messages (codes never change).")
+        parser.add_argument("--transformers", metavar="DIR", default="",
+                            help="Sentiment from a local Hugging Face sequence-classification model (never downloaded).")
+        parser.add_argument("--transformers-intent", metavar="DIR", default="",
+                            help="Intent from a local Hugging Face model whose labels are our intents.")
 
-    def handle(self, *args, batch: int, no_toxicity: bool, language: str, **options):
+    def handle(self, *args, batch: int, no_toxicity: bool, language: str, transformers: str,
+               transformers_intent: str, **options):
+        model = None
+        if transformers or transformers_intent:
+            try:
+                model = transformers_model(sentiment=transformers, intent=transformers_intent)
+            except (BackendNotInstalled, ModelUnusable) as error:
+                raise CommandError(str(error)) from error
         with translation.override(language):
-            self._run(batch=batch, no_toxicity=no_toxicity)
+            self._run(batch=batch, no_toxicity=no_toxicity, model=model)
 
-    def _run(self, *, batch: int, no_toxicity: bool) -> None:
+    def _run(self, *, batch: int, no_toxicity: bool, model: Classifier | None = None) -> None:
         stdout = getattr(self.stdout, "_out", sys.stdout)
         binary = getattr(stdout, "buffer", None)
         stdin = getattr(sys.stdin, "buffer", sys.stdin)
         target = binary if binary is not None else _TextWriter(stdout)
-        counts = classify_lines(stdin, target, batch=max(1, batch), with_toxicity=not no_toxicity)
+        counts = classify_lines(stdin, target, batch=max(1, batch), with_toxicity=not no_toxicity, model=model)
         if counts["errors"]:
             sys.stderr.write(_("classified: %(classified)d, lines with errors: %(errors)d") % counts + "\n")
 
