@@ -264,6 +264,8 @@ class RunnerSession:
 
 
 def malformed_record(*, source_id: int, store_id: int, raw: str, error: str, code: str) -> None:
+    # PostgreSQL text cannot hold NUL, and garbage often does: kept visibly escaped instead of failing the insert.
+    raw, error = raw.replace("\x00", "\\x00"), error.replace("\x00", "\\x00")
     with transaction.atomic():
         MalformedPayload.objects.create(store_id=store_id, source_id=source_id, code=code[:32], error=error[:5000],
                                         raw=raw[:MAX_RAW])

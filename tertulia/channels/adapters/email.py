@@ -6,6 +6,7 @@ refused recipient a PermanentSendError, both carrying the server's code and text
 server and per thread and reused between messages (a relay's handshake costs more than the message).
 """
 
+import re
 import smtplib
 import ssl
 import threading
@@ -41,16 +42,45 @@ def sender_for_store(from_email: str, store_name: str) -> str:
     return formataddr((store_name or display, address))
 
 
+_MSG_ID = re.compile(r"^<[^<>\s]{1,400}>$")
+_ADDRESS = re.compile(r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$")  # one bare address, nothing else
+MAX_REFERENCES = 20
+
+
+def reply_references(message: OutboundMessage) -> list[str]:
+    """References of a reply (RFC 5322 3.6.4): the parent's References, then the parent's Message-ID.
+
+    The inbox puts the parent's References in reply_context["references"]; anything that is not one
+    msg-id is dropped (it would break the header). Of a long thread the oldest are left out first, except
+    the first, the thread's root, which clients thread by.
+    """
+    ids = [value for value in (message.reply_context or {}).get("references") or []
+           if isinstance(value, str) and _MSG_ID.match(value)]
+    if message.in_reply_to and message.in_reply_to not in ids:
+        ids.append(message.in_reply_to)
+    ids = list(dict.fromkeys(ids))
+    return ids if len(ids) <= MAX_REFERENCES else [ids[0], *ids[-(MAX_REFERENCES - 1):]]
+
+
 def email_build(message: OutboundMessage, *, from_email: str, reply_to: str = "") -> EmailMultiAlternatives:
-    """The e-mail exactly as it goes out (SMTP) or is kept (outbox); its Message-ID is set here so we know it."""
+    """The e-mail exactly as it goes out (SMTP) or is kept (outbox); its Message-ID is set here so we know it.
+
+    A reply to mail that came in through a support mailbox (listening's e-mail source) goes out From and
+    Reply-To that mailbox's address (reply_context["reply_from"]), with the store's name shown, so the
+    person's answer comes back to the mailbox the conversation is read from.
+    """
     from email.utils import make_msgid
 
     sender = message.from_address or from_email
+    reply_from = str((message.reply_context or {}).get("reply_from") or "").strip()
+    if reply_from and not message.from_address and _ADDRESS.match(reply_from):
+        sender = formataddr((parseaddr(from_email)[0], reply_from))
+        reply_to = reply_from
     headers = {name: value for name, value in (message.headers or {}).items() if name.lower() != "message-id"}
     headers["Message-ID"] = make_msgid(idstring=f"d{message.delivery_id}", domain=_domain(sender))
     if message.in_reply_to:
         headers.setdefault("In-Reply-To", message.in_reply_to)
-        headers.setdefault("References", message.in_reply_to)
+        headers.setdefault("References", " ".join(reply_references(message)) or message.in_reply_to)
     email = EmailMultiAlternatives(subject=message.subject, body=message.text, from_email=sender, to=[message.to],
                                    headers=headers, reply_to=[reply_to] if reply_to else None)
     if message.html:
