@@ -98,3 +98,10 @@ def test_unknown_sources_and_other_methods(client, token, other_store):
     assert client.post("/webhooks/listening/otra/foro", b"{}", content_type="application/json",
                        HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 404
     assert client.get(URL).status_code == 405
+
+
+def test_nul_characters_are_dropped_not_a_server_error(client, token):
+    response = send(client, {"id": "nul", "text": "Tertulia\u0000 responde", "author": {"name": "A\u0000na"}}, token)
+    assert response.status_code == 200 and response.json()["stored"] == 1
+    mention = Mention.objects.get()
+    assert (mention.text, mention.author_name) == ("Tertulia responde", "Ana")

@@ -52,6 +52,7 @@ MANAGING_ROLES = frozenset({Role.OWNER, Role.MANAGER, Role.COMMUNITY_MANAGER})
 REPLY_LIMITS = {"mastodon": 500, "bluesky": 300, "x": 280, "email": 20_000, "widget": 5000, "reviews": 5000}
 SOCIAL = ("mastodon", "bluesky", "x")
 NOTE_MAX = 5000
+SLA_START_LIMIT = timedelta(days=1)
 OPEN_STATES = (ConversationStatus.OPEN, ConversationStatus.PENDING, ConversationStatus.SNOOZED)
 ACTIONABLE_INTENTS = frozenset({"question", "complaint", "purchase_intent"})
 _MENTION = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
@@ -159,6 +160,12 @@ def _find_thread(store_id: int, inbound: Inbound) -> Conversation | None:
         found = (Message.objects.for_store(store_id)
                  .filter(external_id=inbound.in_reply_to, conversation__network=inbound.network)
                  .select_related("conversation").order_by("-id").first())
+        if found is None:
+            # Our reply went out moments ago and the sweep has not copied its provider id yet.
+            found = (Message.objects.for_store(store_id)
+                     .filter(direction=MessageDirection.OUTBOUND, delivery__provider_message_id=inbound.in_reply_to,
+                             conversation__network=inbound.network)
+                     .select_related("conversation").order_by("-id").first())
         if found is not None:
             return found.conversation
     return Conversation.objects.for_store(store_id).filter(thread_key=inbound.thread_key[:450]).first()
@@ -198,7 +205,10 @@ def _conversation_get_or_create(store_id: int, inbound: Inbound, moment: datetim
         "contact_name": inbound.contact_name[:200], "language": inbound.language[:8],
         "priority_score": score, "priority": priority_level(score), "reach": inbound.reach,
         "source_id": inbound.source_id, "question_id": inbound.question_id, "review_id": inbound.review_id,
-        "created_at": inbound.at if inbound.at < moment else moment, "updated_at": moment,
+        # The SLA clock starts when they wrote, unless that is implausible (a wrong clock, a mailbox's
+        # backlog read for the first time): then when we heard it.
+        "created_at": inbound.at if moment - SLA_START_LIMIT <= inbound.at <= moment else moment,
+        "updated_at": moment,
         "last_message_at": inbound.at,
     }
     try:

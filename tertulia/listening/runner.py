@@ -79,7 +79,9 @@ def source_is_down(source: Source) -> bool:
         source.consecutive_failures >= alert_after_failures() or source.last_error_code in PERMANENT_CODES)
 
 
-PERMANENT_CODES = frozenset({"auth_failed", "credentials_unreadable", "misconfigured"})
+# Errors that do not fix themselves: the team is told at the first one, not after several.
+PERMANENT_CODES = frozenset({"auth_failed", "credentials_unreadable", "misconfigured", "feed_gone",
+                             "mailbox_not_found"})
 
 
 def backoff_delay(failures: int) -> float:

@@ -125,6 +125,15 @@ def post_problems(post: Post) -> list[str]:
     return problems
 
 
+def _without_nul(post: Post) -> None:
+    # PostgreSQL text cannot hold NUL; a platform (or a webhook sender) that sends one must not fail the batch.
+    for name in ("text", "title", "author_handle", "author_name", "author_id", "url", "external_id", "in_reply_to",
+                 "thread_root", "language"):
+        value = getattr(post, name)
+        if isinstance(value, str) and "\x00" in value:
+            setattr(post, name, value.replace("\x00", ""))
+
+
 def _identity_value(network: str, handle: str) -> str:
     value = handle.strip().lower().lstrip("@")
     if network == "mastodon" and value.count("@") > 1:
@@ -184,6 +193,7 @@ def mentions_ingest(*, store_id: int, posts: Sequence[Post], source_id: int | No
         problems = post_problems(post)
         if problems:
             raise ValueError(f"post {post.external_id!r}: {'; '.join(problems)}")
+        _without_nul(post)
         key = (post.network, post.external_id)
         if key in unique:
             result.duplicates += 1
