@@ -3,11 +3,11 @@
 import json
 from io import StringIO
 
+import listening_fake_connector as fake
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-import listening_fake_connector as fake
 from tertulia.listening.models import Source, TrackedTerm
 
 pytestmark = pytest.mark.django_db

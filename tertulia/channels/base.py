@@ -6,6 +6,7 @@ dispatcher records the attempt, retries transient errors with backoff and stops 
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -25,6 +26,7 @@ class OutboundMessage:
     in_reply_to: str = ""  # a provider id to answer (inbox replies)
     reply_context: dict[str, Any] = field(default_factory=dict)  # what else the provider needs to thread a reply
     sender: str = ""  # which account sends: "" = the store's account for the channel, "source:<id>" = a listening source
+    created_at: datetime | None = None  # when the delivery was made: the same on every attempt (Bluesky's record key)
 
 
 @dataclass(slots=True)

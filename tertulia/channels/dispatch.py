@@ -300,7 +300,7 @@ def _use_stored(outcome: _Outcome, *, headers: dict[str, str] | None = None) -> 
         delivery_id=delivery.pk, store_id=delivery.store_id, channel=delivery.channel, to=delivery.to_address,
         text=delivery.body_text, subject=delivery.subject, html=delivery.body_html, language=delivery.language,
         headers=headers or {}, in_reply_to=delivery.reply_to, reply_context=dict(delivery.reply_context or {}),
-        sender=delivery.sender,
+        sender=delivery.sender, created_at=delivery.created_at,
     )
 
 
