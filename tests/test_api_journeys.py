@@ -42,9 +42,9 @@ def test_list_and_one_journey(api, store, other_store):
     default_journey(store, "welcome")
     journey(other_store, "winback")
     body = api.get("/api/v1/journeys").json()
-    # Every store has the six journeys, created on first sight.
+    # Every store has every journey, created on first sight.
     assert [j["key"] for j in body["data"]] == ["abandoned_cart", "thank_you", "review_request",
-                                                "referral_request", "welcome", "winback"]
+                                                "referral_request", "welcome", "winback", "purchase_intent"]
     assert api.get("/api/v1/journeys/winback").json()["definition"]["steps"][0]["key"] == "email_1"
     assert Journey.objects.filter(store=other_store, key="winback").count() == 1  # untouched
     one = api.get("/api/v1/journeys/abandoned_cart").json()

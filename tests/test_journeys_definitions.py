@@ -42,21 +42,21 @@ def test_the_defaults_match_the_issue():
     assert DEFAULTS["referral_request"]["trigger"]["min_rating"] == 4
 
 
-def test_ensure_defaults_gives_six_journeys_on_with_a_first_revision(store):
+def test_ensure_defaults_gives_every_journey_on_with_a_first_revision(store):
     journeys = journeys_ensure_defaults(store=store)
     assert sorted(j.key for j in journeys) == sorted(DEFAULTS)
     assert all(j.enabled and j.version == 1 for j in journeys)
-    assert JourneyRevision.objects.for_store(store).filter(version=1, changed_by="system").count() == 6
+    assert JourneyRevision.objects.for_store(store).filter(version=1, changed_by="system").count() == len(DEFAULTS)
     again = journeys_ensure_defaults(store=store)  # idempotent
-    assert len(again) == 6 and JourneyRevision.objects.for_store(store).count() == 6
+    assert len(again) == len(DEFAULTS) and JourneyRevision.objects.for_store(store).count() == len(DEFAULTS)
 
 
 def test_a_store_without_journeys_gets_them_from_the_sweep(store, other_store):
     fresh()
     Journey.objects.filter(store__in=[store, other_store]).delete()
     triggers_sweep(now=NOW)
-    assert Journey.objects.for_store(store).filter(enabled=True).count() == 6
-    assert Journey.objects.for_store(other_store).count() == 6
+    assert Journey.objects.for_store(store).filter(enabled=True).count() == len(DEFAULTS)
+    assert Journey.objects.for_store(other_store).count() == len(DEFAULTS)
 
 
 @pytest.mark.parametrize(("key", "change", "expected"), [

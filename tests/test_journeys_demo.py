@@ -28,7 +28,7 @@ def test_the_demo_sets_every_journey_going_and_mails_abandoned_carts_within_a_mi
     settings.TERTULIA_CHANNEL_ADAPTERS = {}
     fresh()
     store = demo_store_seed(now=SEEDED).store
-    assert Journey.objects.for_store(store).filter(enabled=True).count() == 6
+    assert Journey.objects.for_store(store).filter(enabled=True).count() == 7
 
     triggers_sweep(now=SEEDED + timedelta(seconds=5), store=store)
     by_journey = Counter(enrollments(store).values_list("journey_key", flat=True))

@@ -44,6 +44,7 @@ JOURNEY_NAMES = {
     "referral_request": gettext_lazy("Referral request"),
     "welcome": gettext_lazy("Welcome"),
     "winback": gettext_lazy("Win-back"),
+    "purchase_intent": gettext_lazy("Purchase intent on social media"),
 }
 DELIVERY_STATUSES = {
     "scheduled": pgettext_lazy("delivery", "Scheduled"),
@@ -67,7 +68,7 @@ def can_edit(request: HttpRequest, store: Store) -> bool:
 
 
 def _ensure_journeys(store: Store) -> None:
-    # Every store has the six journeys (on by default); the engine creates the ones missing.
+    # Every store has every journey (on by default); the engine creates the ones missing.
     journeys_ensure_defaults(store=store)
 
 

@@ -57,6 +57,8 @@ class Trigger(Schema):
     lookback_seconds: int | None = None
     category_delays: dict[str, int] | None = Field(None, description="Review request: delay per category slug.")
     min_rating: int | None = None
+    cooldown_seconds: int | None = Field(None, description="Referral request and purchase intent: at most one "
+                                                           "enrollment per person in this time.")
     after_last_order_seconds: int | None = None
     double_opt_in: bool | None = None
 
@@ -242,7 +244,7 @@ def journey_edit(*, store, key: str, changes: Any, changed_by: str) -> Journey:
 
 
 def _ensure_defaults(request: HttpRequest) -> None:
-    """Every store has the six journeys; the engine creates the missing ones (one query when none is)."""
+    """Every store has every journey; the engine creates the missing ones (one query when none is)."""
     journeys_ensure_defaults(store=request_store(request))
 
 

@@ -1,4 +1,4 @@
-"""What a journey is: the six default definitions, their validation, edits with versions, variant assignment.
+"""What a journey is: the seven default definitions, their validation, edits with versions, variant assignment.
 
 A definition is JSON kept on Journey.definition (shape in docs/journeys.md):
 
@@ -8,8 +8,8 @@ A definition is JSON kept on Journey.definition (shape in docs/journeys.md):
 
 Step delays count from the moment of the fact that triggered the journey (Enrollment.trigger_at: the
 cart's last activity, the order's placement or delivery, the review, the subscription, the last
-order). The trigger says when a person is enrolled: `trigger.delay_seconds` after that fact, so no
-step may be due before it. A few journeys wait longer than that on purpose (a category's own review
+order, the moment a mention was heard). The trigger says when a person is enrolled:
+`trigger.delay_seconds` after that fact, so no step may be due before it. A few journeys wait longer than that on purpose (a category's own review
 delay, the time after delivery that asks for a referral, the time since the last order of a win-back):
 that wait replaces `delay_seconds` and moves every step by the difference (Enrollment.context
 `shift_seconds`). A step without `templates` uses the shipped texts (journeys.rendering.default_templates),
@@ -96,6 +96,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         **_COMMON,
         "holdout_share": 0.1,
     },
+    JourneyKey.PURCHASE_INTENT: {
+        # A known person said on social media they want to buy: a quarter of an hour gives the team the
+        # chance to answer in public first (an answer ends the journey); once a week per person at most.
+        "trigger": {"delay_seconds": 15 * MINUTE, "cooldown_seconds": 7 * DAY, "lookback_seconds": DAY},
+        "steps": [{"key": "email_1", "channel": "email", "delay_seconds": 15 * MINUTE}],
+        **_COMMON,
+    },
 }
 
 # The trigger fields each journey understands; anything else is refused rather than silently ignored.
@@ -107,6 +114,7 @@ TRIGGER_FIELDS: dict[str, frozenset[str]] = {
                                             "after_delivery_seconds", "cooldown_seconds"}),
     JourneyKey.WELCOME: frozenset({"delay_seconds", "lookback_seconds", "double_opt_in", "confirm_templates"}),
     JourneyKey.WINBACK: frozenset({"delay_seconds", "lookback_seconds", "after_last_order_seconds"}),
+    JourneyKey.PURCHASE_INTENT: frozenset({"delay_seconds", "lookback_seconds", "cooldown_seconds"}),
 }
 # Journeys whose messages can carry a unique discount code (their templates offer `discount_code`).
 DISCOUNT_JOURNEYS = frozenset({JourneyKey.ABANDONED_CART, JourneyKey.WINBACK})
@@ -239,6 +247,8 @@ def _trigger_validate(problems: _Problems, key: str, trigger: Any) -> dict:
                              templates=trigger["confirm_templates"], field="trigger.confirm_templates", explicit=True)
     if key == JourneyKey.WINBACK:
         _seconds(problems, trigger.get("after_last_order_seconds"), "trigger.after_last_order_seconds", minimum=DAY)
+    if key == JourneyKey.PURCHASE_INTENT:
+        _seconds(problems, trigger.get("cooldown_seconds", 0), "trigger.cooldown_seconds")
     return trigger
 
 
@@ -509,7 +519,7 @@ def assignment_for(*, store_id: int, journey_key: str, customer_id: int, definit
 
 
 def journeys_ensure_defaults(*, store: Store) -> list[Journey]:
-    """Give a store each of the six journeys it lacks, on and with the default definition (version 1)."""
+    """Give a store each of the journeys it lacks, on and with the default definition (version 1)."""
     existing = set(Journey.objects.for_store(store).values_list("key", flat=True))
     missing = [key for key in journey_keys() if key not in existing]
     if missing:

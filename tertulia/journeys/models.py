@@ -2,7 +2,7 @@
 
 A Journey is a store's editable definition (trigger, steps, holdout, variants) kept as validated
 JSON with a version. An Enrollment is one person taken into one journey by one trigger (a cart, an
-order, a review, a subscription); its steps are channels.Delivery rows that wait for their due_at.
+order, a review, a subscription, a mention heard on social media); its steps are channels.Delivery rows that wait for their due_at.
 """
 
 from django.db import models
@@ -18,6 +18,7 @@ class JourneyKey(models.TextChoices):
     REFERRAL_REQUEST = "referral_request", "Referral request"
     WELCOME = "welcome", "Welcome"
     WINBACK = "winback", "Win-back"
+    PURCHASE_INTENT = "purchase_intent", "Purchase intent on social media"
 
 
 class Journey(StoreScoped):
@@ -55,6 +56,7 @@ class TriggerType(models.TextChoices):
     ORDER = "order", "Order"
     REVIEW = "review", "Review"
     SUBSCRIPTION = "subscription", "Subscription"
+    MENTION = "mention", "Mention"  # a listening.Mention: trigger_id is its id
 
 
 class EnrollmentStatus(models.TextChoices):
@@ -69,7 +71,7 @@ class Enrollment(StoreScoped):
     journey_key = models.CharField(max_length=32)
     customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="enrollments")
     trigger_type = models.CharField(max_length=16, choices=TriggerType.choices)
-    trigger_id = models.CharField(max_length=128)  # the cart's, order's or review's external id
+    trigger_id = models.CharField(max_length=128)  # the cart's, order's or review's external id, the mention's id
     trigger_at = models.DateTimeField()  # the moment step delays count from (last cart activity, delivery...)
     journey_version = models.PositiveIntegerField()
     variant = models.CharField(max_length=32, blank=True)

@@ -57,6 +57,7 @@ _JOURNEY_VARIABLES = {
     "referral_request": {"referral_code", "referral_url", "reward_percent"},
     "welcome": {"confirm_url"},
     "winback": {"discount_code", "discount_percent", "discount_expires_at", "last_order_at"},
+    "purchase_intent": {"products", "mention_text", "mention_url", "network"},
 }
 TEMPLATE_VARIABLES: dict[str, frozenset[str]] = {
     key: COMMON_VARIABLES | names for key, names in _JOURNEY_VARIABLES.items()
@@ -72,6 +73,7 @@ DEFAULT_STEPS: dict[str, dict[str, str]] = {
     "referral_request": {"email_1": "email"},
     "welcome": {"confirm": "email", "email_1": "email"},
     "winback": {"email_1": "email"},
+    "purchase_intent": {"email_1": "email"},
 }
 
 EMAIL_PARTS = ("subject", "text", "html")
@@ -675,6 +677,9 @@ _SAMPLE_ITEMS = {
 }
 
 
+_SAMPLE_MENTION = {"es": "¿Dónde puedo comprar {product}? Lo quiero ya", "en": "Where can I buy {product}? I want it now"}
+
+
 def preview_context(*, journey_key: str, language: str, store: Any = None, products: list | None = None,
                    now: datetime | None = None) -> dict[str, Any]:
     """Realistic values for every variable of a journey, for validation and previews."""
@@ -689,6 +694,8 @@ def preview_context(*, journey_key: str, language: str, store: Any = None, produ
             "en" if language == "en" else "es"]]
     items = [{"name": name, "sku": sku, "quantity": qty, "price": price, "url": url, "image_url": image,
               "review_url": f"{store_url}/reviews/sample-{sku.lower()}"} for name, sku, qty, price, url, image in rows]
+    products = [{"title": name, "url": url, "price": price, "currency": currency, "image_url": image}
+                for name, _sku, _qty, price, url, image in rows]
     total = sum((Decimal(price) * qty for _, _, qty, price, _, _ in rows), Decimal("0"))
     return {
         "first_name": "Emma" if language == "en" else "Lucía",
@@ -709,6 +716,10 @@ def preview_context(*, journey_key: str, language: str, store: Any = None, produ
         "reward_percent": 15,
         "confirm_url": "",
         "last_order_at": moment - timedelta(days=120),
+        "products": products,
+        "mention_text": _SAMPLE_MENTION["en" if language == "en" else "es"].format(product=rows[0][0]),
+        "mention_url": "https://mastodon.social/@lucia/112233445566778899",
+        "network": "Mastodon",
     }
 
 

@@ -8,9 +8,10 @@ with the reason) and cancels its steps still waiting.
 """
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from tertulia.commerce.models import Cart, CartStatus, Order, OrderStatus
 from tertulia.core.db import atomic_with_retry, keyed, select_in, store_scope
 from tertulia.core.models import Store
 from tertulia.customers.models import Consent, ConsentStatus, Customer
+from tertulia.inbox.models import Message, MessageDirection
 from tertulia.journeys import codes
 from tertulia.journeys.definitions import (  # noqa: F401 - re-exported: the engine's one front door
     CONFIRM_STEP,
@@ -45,6 +47,7 @@ from tertulia.journeys.triggers import (  # noqa: F401 - re-exported for the wor
     triggers_sweep,
     welcome_candidate,
 )
+from tertulia.listening.models import Mention
 
 log = logging.getLogger("tertulia.journeys")
 
@@ -81,11 +84,12 @@ _EXIT_MESSAGES = {
     "cart_emptied": "The cart was emptied.",
     "cart_missing": "The cart is no longer known.",
     "unsubscribed": "The person unsubscribed since the journey started.",
-    "answered": "The person answered.",
+    "answered": "The person answered (or, after a post, the team answered them in the inbox).",
     "journey_disabled": "The journey was switched off.",
     "customer_gone": "The person's profile was erased or merged.",
     "order_cancelled": "The order was cancelled.",
     "order_missing": "The order is no longer known.",
+    "mention_missing": "The mention is no longer known.",
 }
 _ORDER_TRIGGERED = (JourneyKey.THANK_YOU, JourneyKey.REVIEW_REQUEST, JourneyKey.REFERRAL_REQUEST)
 
@@ -255,6 +259,9 @@ class _Batch:
     orders: dict[str, Order]
     orders_since: dict[int, list[datetime]]
     products: dict[str, Any]
+    mentions: dict[str, Any] = field(default_factory=dict)  # listening.Mention by trigger id (purchase intent)
+    mention_products: dict[int, list[Any]] = field(default_factory=dict)  # active catalog.Product it names
+    answered: dict[int, list[datetime]] = field(default_factory=dict)  # mention id: the team's replies since
 
 
 _CHANNEL_KINDS = {"email": ("email",), "sms": ("phone",), "social_dm": ("mastodon",)}
@@ -297,13 +304,15 @@ def _batch_load(store_id: int, deliveries: list[Delivery]) -> _Batch:
     carts = {c.external_id: c for c in Cart.objects.for_store(store_id).filter(external_id__in=cart_ids)} if cart_ids else {}
     order_ids = sorted({e.trigger_id for e in enrollments.values() if e.trigger_type == TriggerType.ORDER})
     orders = {o.external_id: o for o in Order.objects.for_store(store_id).filter(external_id__in=order_ids)} if order_ids else {}
-    # Orders placed since the journey began end a cart recovery and a win-back.
-    watching = [e for e in enrollments.values() if e.journey_key in (JourneyKey.ABANDONED_CART, JourneyKey.WINBACK)]
+    mentions, mention_products, answered = _mentions_load(store_id, enrollments.values())
+    # Orders placed since the journey began end a cart recovery, a win-back and a purchase-intent follow-up.
+    watching = [e for e in enrollments.values()
+                if e.journey_key in (JourneyKey.ABANDONED_CART, JourneyKey.WINBACK, JourneyKey.PURCHASE_INTENT)]
     orders_since: dict[int, list[datetime]] = defaultdict(list)
     if watching:
         for customer_id, placed_at in (Order.objects.for_store(store_id)
                                        .filter(customer_id__in=sorted({e.customer_id for e in watching}),
-                                               placed_at__gte=min(e.trigger_at for e in watching))
+                                               placed_at__gte=min(_watched_since(e, mentions) for e in watching))
                                        .exclude(status=OrderStatus.CANCELLED).values_list("customer_id", "placed_at")):
             orders_since[customer_id].append(placed_at)
     skus = {str(item.get("sku")) for source in (*carts.values(), *orders.values())
@@ -315,7 +324,50 @@ def _batch_load(store_id: int, deliveries: list[Delivery]) -> _Batch:
         products = {p.sku: p for p in Product.objects.for_store(store_id).filter(sku__in=sorted(skus)).only(
             "sku", "title", "url", "image_url", "price")}
     return _Batch(store, enrollments, journeys, definitions, customers, addresses, unsubscribed, carts, orders,
-                  orders_since, products)
+                  orders_since, products, mentions, mention_products, answered)
+
+
+def _watched_since(enrollment: Enrollment, mentions: dict[str, Any]) -> datetime:
+    """From when an order ends the enrollment: the trigger moment, or for a mention the moment it was posted.
+
+    A mention is heard a little after it is posted (much later from a slow source): an order placed
+    in between was still placed after the person said they wanted to buy.
+    """
+    mention = mentions.get(enrollment.trigger_id) if enrollment.journey_key == JourneyKey.PURCHASE_INTENT else None
+    return min(mention.posted_at, enrollment.trigger_at) if mention is not None else enrollment.trigger_at
+
+
+def _mentions_load(store_id: int, enrollments: Any) -> tuple[dict[str, Any], dict[int, list[Any]], dict[int, list[datetime]]]:
+    """For purchase-intent steps: their mentions, the active products each names, and the team's inbox replies.
+
+    A reply counts when the team wrote in a conversation that holds the mention, after it was posted:
+    the person has been answered in public (or in private) and must not be contacted twice.
+    At most four queries for the whole batch, none when it has no purchase-intent step.
+    """
+    ids = sorted({int(e.trigger_id) for e in enrollments
+                  if e.trigger_type == TriggerType.MENTION and str(e.trigger_id).isdigit()})
+    if not ids:
+        return {}, {}, {}
+    mentions = {str(m.pk): m for m in store_scope(Mention.objects.filter(pk__in=ids), store_id).only(
+        "id", "network", "url", "text", "posted_at", "received_at")}
+    named: dict[int, list[Any]] = defaultdict(list)
+    through = Mention.products.through
+    # In the order the post named them (the through rows are written in that order).
+    for link in (through.objects.filter(mention_id__in=sorted(int(k) for k in mentions), product__active=True)
+                 .select_related("product").order_by("id")):
+        named[link.mention_id].append(link.product)
+    conversations: dict[int, set[int]] = defaultdict(set)
+    for mention_id, conversation_id in store_scope(Message.objects.filter(
+            mention_id__in=sorted(int(k) for k in mentions)), store_id).values_list("mention_id", "conversation_id"):
+        conversations[conversation_id].add(mention_id)
+    answered: dict[int, list[datetime]] = defaultdict(list)
+    if conversations:
+        for conversation_id, created_at in store_scope(Message.objects.filter(
+                conversation_id__in=sorted(conversations), direction=MessageDirection.OUTBOUND), store_id).values_list(
+                "conversation_id", "created_at"):
+            for mention_id in conversations[conversation_id]:
+                answered[mention_id].append(created_at)
+    return mentions, dict(named), dict(answered)
 
 
 def _exit_reason(batch: _Batch, enrollment: Enrollment, journey: Journey | None) -> str:
@@ -346,6 +398,15 @@ def _exit_reason(batch: _Batch, enrollment: Enrollment, journey: Journey | None)
     elif key == JourneyKey.WINBACK:
         if any(placed > enrollment.trigger_at for placed in batch.orders_since.get(enrollment.customer_id, [])):
             return "order_placed"
+    elif key == JourneyKey.PURCHASE_INTENT and enrollment.trigger_type == TriggerType.MENTION:
+        mention = batch.mentions.get(enrollment.trigger_id)
+        if mention is None:
+            return "mention_missing"
+        since = _watched_since(enrollment, batch.mentions)
+        if any(placed >= since for placed in batch.orders_since.get(enrollment.customer_id, [])):
+            return "order_placed"
+        if any(at >= mention.posted_at for at in batch.answered.get(mention.pk, [])):
+            return "answered"
     elif key in _ORDER_TRIGGERED and enrollment.trigger_type == TriggerType.ORDER:
         order = batch.orders.get(enrollment.trigger_id)
         if order is None:
@@ -402,6 +463,15 @@ def _context(batch: _Batch, enrollment: Enrollment, step: dict, definition: dict
         context["last_order_at"] = enrollment.trigger_at
     elif key == JourneyKey.WELCOME:
         context["confirm_url"] = ""  # the rendering adds the signed confirmation link to the confirm step
+    elif key == JourneyKey.PURCHASE_INTENT and enrollment.trigger_id in batch.mentions:
+        mention = batch.mentions[enrollment.trigger_id]
+        context.update({
+            "products": [{"title": p.title, "url": p.url or store_url, "price": str(p.price) if p.price is not None else "",
+                          "currency": p.currency or store.currency, "image_url": p.image_url}
+                         for p in batch.mention_products.get(mention.pk, [])],
+            "mention_text": mention_excerpt(mention.text), "mention_url": mention.url,
+            "network": NETWORK_NAMES.get(mention.network, mention.network),
+        })
     context.update(extra)
     if key in (JourneyKey.ABANDONED_CART, JourneyKey.WINBACK):
         for name in ("discount_code", "discount_percent", "discount_expires_at"):
@@ -409,12 +479,30 @@ def _context(batch: _Batch, enrollment: Enrollment, step: dict, definition: dict
     return context
 
 
+NETWORK_NAMES = {"mastodon": "Mastodon", "bluesky": "Bluesky", "x": "X"}  # as the networks spell themselves
+EXCERPT_CHARS = 140
+_LINK = re.compile(r"https?://\S+", re.IGNORECASE)
+
+
+def mention_excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """A post quoted back on one line: links left out (the message would track them as ours), whitespace
+    collapsed, cut at a word with an ellipsis."""
+    flat = " ".join(_LINK.sub(" ", text or "").split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,.;:") + "…"
+
+
 def deliveries_prepare(*, deliveries: Sequence[Delivery], now: datetime | None = None) -> dict[int, Prepared]:
     """Decide and render each journey step about to be sent: {delivery id: Send | Skip}.
 
     Exit conditions are checked again now (an order since the trigger, the cart emptied or
-    converted, an unsubscribe on any channel, an answer, the journey switched off); a step whose
-    enrollment must end is skipped and the enrollment exits with its later steps cancelled. Discount
+    converted, an unsubscribe on any channel, an answer, the team's reply in the inbox to the post
+    that started it, the journey switched off); a step whose enrollment must end is skipped and the
+    enrollment exits with its later steps cancelled. Discount
     and referral codes are made on first need (a retried send reuses them). Batched: one query per
     kind of record for the whole batch.
     """

@@ -1,12 +1,13 @@
 """Triggers: who enters which journey, found in sets by a sweep the worker runs every second.
 
 `triggers_sweep` looks, journey by journey, for facts whose moment has come: carts quiet for the
-set delay, orders placed, orders delivered a set time ago, subscriptions, last orders long ago. Each
-kind of fact is one set-wise query (candidates that are reachable and not enrolled yet), and each
-batch of candidates is enrolled with one insert that ignores conflicts on the enrollment's unique
-(journey, person, trigger), so a replayed event or two workers sweeping side by side never enroll
-anybody twice. Enrollment writes every step of the person's journey as a scheduled Delivery, due
-at the trigger moment plus the step's delay; holdout enrollments get none.
+set delay, orders placed, orders delivered a set time ago, subscriptions, last orders long ago,
+purchase intent heard on social media. Each kind of fact is one set-wise query (candidates that are
+reachable and not enrolled yet), and each batch of candidates is enrolled with one insert that
+ignores conflicts on the enrollment's unique (journey, person, trigger), so a replayed event or two
+workers sweeping side by side never enroll anybody twice. Enrollment writes every step of the
+person's journey as a scheduled Delivery, due at the trigger moment plus the step's delay; holdout
+enrollments get none.
 
 Sweeps are cheap when nothing happened: each kind remembers (in the process) how far it looked and
 next time looks only at facts since then, minus a small overlap; every few minutes, and after any
@@ -25,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from tertulia.channels.models import Delivery, DeliveryStatus
@@ -44,6 +45,7 @@ from tertulia.core.db import (
 from tertulia.customers.models import Consent, ConsentStatus
 from tertulia.journeys.definitions import CONFIRM_STEP, assignment_for, journey_channels, steps_effective
 from tertulia.journeys.models import Enrollment, EnrollmentStatus, Journey, JourneyKey, TriggerType
+from tertulia.listening.models import Intent, Mention
 
 log = logging.getLogger("tertulia.journeys")
 
@@ -393,6 +395,41 @@ def last_orders(journey: Journey, window: Window, now: datetime) -> list[Candida
             if latest.get(c) == at]
 
 
+# Networks where people talk in public (and can be answered there first); an e-mail to the store is
+# the inbox's to answer, not a journey's.
+SOCIAL_NETWORKS = ("mastodon", "bluesky", "x")
+# At or above this the post is abuse whatever else it says (listening.classify's scale): no sales pitch.
+MAX_TOXICITY = 0.5
+
+
+def mentions_with_purchase_intent(journey: Journey, window: Window, now: datetime) -> list[Candidate]:
+    """People the store knows who said on social media they want to buy, heard the set delay ago.
+
+    The fact's moment is when the mention was heard (`received_at`): a post heard late still leaves
+    the team the whole delay to answer it in public. It must also have been posted within the
+    look-back window, so a new source catching up on last month's posts mails nobody. One
+    enrollment per mention, and at most one per person per `trigger.cooldown_seconds` (the earliest
+    mention of a person wins, as it would have if the sweeps had seen them one by one).
+    """
+    posted_since = now - timedelta(seconds=_wait(journey)) - _lookback(journey)
+    # A mention is written when it is heard: "written since" and "heard since" are one bound.
+    heard_since = max(window.low, window.written_since) if window.written_since is not None else window.low
+    # One query on mention_by_intent (store, intent, posted_at); mention_received would serve a narrow window.
+    rows = [(customer_id, str(mention_id), received_at) for customer_id, mention_id, received_at in
+            Mention.objects.for_store(journey.store_id)
+            .filter(intent=Intent.PURCHASE_INTENT, posted_at__gt=posted_since, posted_at__lte=window.high,
+                    received_at__gt=heard_since, received_at__lte=window.high, network__in=SOCIAL_NETWORKS,
+                    customer__isnull=False, toxicity__lt=MAX_TOXICITY)
+            .values_list("customer_id", "id", "received_at")]
+    rows = _keep(journey, rows, TriggerType.MENTION)
+    cooling = _cooling(journey, now, sorted({r[0] for r in rows}))
+    first: dict[int, Candidate] = {}
+    for customer_id, mention_id, received_at in sorted(rows, key=lambda r: (r[2], int(r[1]))):
+        if customer_id not in cooling and customer_id not in first:
+            first[customer_id] = Candidate(customer_id, TriggerType.MENTION, mention_id, received_at)
+    return list(first.values())
+
+
 @dataclass(frozen=True, slots=True)
 class Kind:
     """A kind of fact a journey reacts to, and how often and how far back to look for it."""
@@ -422,6 +459,7 @@ KINDS: dict[str, list[Kind]] = {
     JourneyKey.WELCOME: [Kind("subscribed", subscriptions, timedelta(seconds=2), _wait),
                          Kind("pending", confirmations, timedelta(seconds=2), lambda j: 0)],
     JourneyKey.WINBACK: [Kind("last_order", last_orders, timedelta(minutes=1), _after_last_order, incremental=False)],
+    JourneyKey.PURCHASE_INTENT: [Kind("mentions", mentions_with_purchase_intent, timedelta(seconds=2), _wait)],
 }
 
 
@@ -535,20 +573,25 @@ _ensured: dict[tuple, datetime] = {}
 
 
 def _defaults_if_due(now: datetime, store: Any) -> None:
-    """Stores made since the last look get the six default journeys (on), so every store has them.
+    """Stores that lack a journey get it with its defaults (on), so every store has every journey.
 
+    New stores get all of them, and stores made before a journey was added get the new one.
     Done here rather than in store_create so that creating a store stays a core matter; a new
     store's journeys exist within ENSURE_EVERY, and `journey_update` and the demo ensure them at once.
     """
     from tertulia.core.models import Store
-    from tertulia.journeys.definitions import journeys_ensure_defaults
+    from tertulia.journeys.definitions import journey_keys, journeys_ensure_defaults
 
     key = (connection.alias, connection.settings_dict.get("NAME"), None if store is None else getattr(store, "pk", store))
     last = _ensured.get(key)
     if last is not None and last <= now and now - last < ENSURE_EVERY:
         return
     _ensured[key] = now
-    stores = Store.objects.exclude(Exists(Journey.objects.filter(store_id=OuterRef("pk"))))
+    # One probe of the (store, key) unique index per key and store.
+    lacking = Q()
+    for journey_key in journey_keys():
+        lacking |= ~Exists(Journey.objects.filter(store_id=OuterRef("pk"), key=journey_key))
+    stores = Store.objects.filter(lacking)
     if store is not None:
         stores = stores.filter(pk=getattr(store, "pk", store))
     for bare in stores:
