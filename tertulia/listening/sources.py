@@ -22,7 +22,8 @@ _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_SOURCES_PER_STORE = 100
 
 
-def _problems(network: str, settings: dict, secrets: dict, *, secrets_known: set[str]) -> list[ErrorDetail]:
+def _problems(network: str, settings: dict, secrets: dict, *, secrets_known: set[str],
+              kept_secrets: dict | None = None) -> list[ErrorDetail]:
     module = connector_module(network)
     spec = module.SPEC
     problems: list[ErrorDetail] = []
@@ -49,7 +50,8 @@ def _problems(network: str, settings: dict, secrets: dict, *, secrets_known: set
         problems.append(ErrorDetail(field="settings.poll_seconds", code="invalid",
                                     message=f"Between {spec.min_poll_seconds:g} and 86400 seconds."))
     if not problems and hasattr(module, "validate"):
-        problems.extend(module.validate(settings, secrets))
+        # The module judges the secrets the source will have: the new ones, or the stored ones it keeps.
+        problems.extend(module.validate(settings, secrets if kept_secrets is None else kept_secrets))
     return problems
 
 
@@ -76,8 +78,10 @@ def source_set(*, store: Store, network: str, key: str, name: str = "", settings
         if source is None and Source.objects.for_store(store).count() >= MAX_SOURCES_PER_STORE:
             raise ApiError("too_many_sources", f"A store has at most {MAX_SOURCES_PER_STORE} sources.", 422)
         keep = secrets is None and source is not None and source.network == network
-        known = set(secrets_decrypt(source.secrets_encrypted)) if keep else set(secrets or {})
-        problems = _problems(network, settings, {} if keep else dict(secrets or {}), secrets_known=known)
+        stored = secrets_decrypt(source.secrets_encrypted) if keep else None
+        known = set(stored) if stored is not None else set(secrets or {})
+        problems = _problems(network, settings, {} if keep else dict(secrets or {}), secrets_known=known,
+                             kept_secrets=stored)
         if problems:
             raise ApiError("invalid_source", f"The {network} source is not valid; nothing was saved.", 422, problems)
         token = source.secrets_encrypted if keep else secrets_encrypt(dict(secrets or {}))

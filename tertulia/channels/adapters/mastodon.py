@@ -1,9 +1,11 @@
-"""Social direct messages on Mastodon: a status with visibility "direct" that mentions the recipient (Mastodon.py).
+"""Mastodon as a channel (Mastodon.py): direct messages to a person, and public replies from the inbox.
 
-The status text starts with the recipient's handle; Mastodon delivers a direct status only to the accounts it
-mentions. If the server could not resolve the handle the status would reach nobody, so it is deleted again and
-the send fails permanently. An Idempotency-Key per delivery makes a retry after a timeout safe: the server
-answers the status it already created instead of posting a second one.
+A direct message is a status with visibility "direct" whose text starts with the recipient's handle; Mastodon
+delivers a direct status only to the accounts it mentions. If the server could not resolve the handle the
+status would reach nobody, so it is deleted again and the send fails permanently. A reply (MastodonReplyAdapter,
+built by the listening source that heard the post) answers the status with `in_reply_to_id`, names the
+person, and is never more public than what it answers. An Idempotency-Key per delivery makes a retry after a
+timeout safe: the server answers the status it already created instead of posting a second one.
 """
 
 import re
@@ -49,7 +51,35 @@ def _mentioned(status: dict[str, Any], user: str, domain: str) -> bool:
     return False
 
 
-class MastodonDmAdapter:
+# Narrowest last: a reply never reaches more people than the status it answers.
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+
+
+def reply_visibility(context: dict[str, Any], *, widest: str = "unlisted") -> str:
+    """The visibility of a reply: the narrower of the answered status's and `widest`; direct stays direct.
+
+    `widest` is "unlisted" by default: the reply sits in the thread (the person is notified, anyone reading
+    the thread or the store's profile sees it) without filling the public and hashtag timelines with a
+    shop's support answers. A followers-only status is answered followers-only, so nothing said in it
+    becomes public; a visibility we do not know is answered directly, to the person alone.
+    """
+    if context.get("direct"):
+        return "direct"
+    original = context.get("visibility") or "public"
+    if original not in VISIBILITIES:
+        return "direct"
+    widest = widest if widest in VISIBILITIES else "unlisted"
+    return max(original, widest, key=VISIBILITIES.index)
+
+
+def _names(text: str, handle: str) -> bool:
+    """Whether `text` already names `handle` (the whole handle, as a word of its own)."""
+    return re.search(rf"(?<![\w@]){re.escape(handle)}(?![\w@.-]*[\w@-])", text, re.IGNORECASE) is not None
+
+
+class _MastodonAccount:
+    """One account's client (one per thread) and what every Mastodon adapter does with it."""
+
     provider = PROVIDER
 
     def __init__(self, *, api_base_url: str, access_token: str, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -59,12 +89,7 @@ class MastodonDmAdapter:
         self._local = threading.local()
 
     def __repr__(self) -> str:
-        return f"MastodonDmAdapter({self.api_base_url})"
-
-    @classmethod
-    def from_account(cls, account) -> "MastodonDmAdapter":
-        return cls(api_base_url=account.settings["api_base_url"], access_token=account.secrets["access_token"],
-                   timeout=float(account.settings.get("timeout", DEFAULT_TIMEOUT)))
+        return f"{type(self).__name__}({self.api_base_url})"
 
     def _client(self) -> Mastodon:
         client = getattr(self._local, "client", None)
@@ -76,21 +101,21 @@ class MastodonDmAdapter:
             self._local.client = client
         return client
 
-    def send(self, message: OutboundMessage) -> SendResult:
-        handle, user, domain = handle_normalize(message.to)
-        text = f"{handle} {message.text}".strip()
+    def _post(self, message: OutboundMessage, *, text: str, visibility: str, user: str, domain: str,
+              handle: str) -> SendResult:
         language = message.language[:2] if len(message.language) >= 2 else None
         client = self._client()
         try:
-            status = client.status_post(text, visibility="direct", language=language,
+            status = client.status_post(text, visibility=visibility, language=language,
                                         in_reply_to_id=message.in_reply_to or None,
                                         idempotency_key=f"tertulia-{message.store_id}-{message.delivery_id}")
         except MastodonError as exc:
             raise mastodon_error(exc, client) from None
         status = dict(status)
-        answer = {key: _plain(status.get(key)) for key in ("id", "uri", "url", "visibility", "created_at")}
+        answer = {key: _plain(status.get(key)) for key in ("id", "uri", "url", "visibility", "created_at",
+                                                             "in_reply_to_id")}
         answer["mentions"] = [str(m.get("acct")) for m in status.get("mentions") or []]
-        if not _mentioned(status, user, domain):
+        if visibility == "direct" and not _mentioned(status, user, domain):
             try:
                 client.status_delete(status["id"])
                 answer["deleted"] = True
@@ -111,6 +136,44 @@ class MastodonDmAdapter:
                 "id": str(account.get("id"))}
 
 
+class MastodonDmAdapter(_MastodonAccount):
+    """Direct messages (channel social_dm) from the store's Mastodon account."""
+
+    @classmethod
+    def from_account(cls, account) -> "MastodonDmAdapter":
+        return cls(api_base_url=account.settings["api_base_url"], access_token=account.secrets["access_token"],
+                   timeout=float(account.settings.get("timeout", DEFAULT_TIMEOUT)))
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        handle, user, domain = handle_normalize(message.to)
+        return self._post(message, text=f"{handle} {message.text}".strip(), visibility="direct", user=user,
+                          domain=domain, handle=handle)
+
+
+class MastodonReplyAdapter(_MastodonAccount):
+    """Inbox replies (channel mastodon) from the account of the listening source that heard the status.
+
+    The reply answers `message.in_reply_to` (the status id on the account's own server, as the connector
+    stored it), starts with the person's handle unless the text names them already (Mastodon notifies
+    only the accounts a status mentions), and takes `reply_visibility(message.reply_context)`. The handle
+    is the `acct` the server wrote (reply_context, from the Mention's reply_ref), else the delivery's address.
+    """
+
+    def __init__(self, *, api_base_url: str, access_token: str, timeout: float = DEFAULT_TIMEOUT,
+                 widest_visibility: str = "unlisted") -> None:
+        super().__init__(api_base_url=api_base_url, access_token=access_token, timeout=timeout)
+        self.widest_visibility = widest_visibility
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        context = message.reply_context or {}
+        handle, user, domain = handle_normalize(str(context.get("acct") or message.to))
+        text = message.text.strip()
+        if not _names(text, handle):
+            text = f"{handle} {text}"
+        visibility = reply_visibility(context, widest=self.widest_visibility)
+        return self._post(message, text=text, visibility=visibility, user=user, domain=domain, handle=handle)
+
+
 def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
@@ -125,9 +188,8 @@ def mastodon_error(exc: MastodonError, client: Mastodon | None = None) -> Except
         return TransientSendError(f"Mastodon network error: {exc}", provider=PROVIDER, code="connection_error",
                                   response={"error": str(exc)})
     if isinstance(exc, MastodonAPIError):
-        args = list(exc.args) + [None] * 4
-        status, reason, detail = args[1], args[2], args[3]
-        response = {"http_status": status, "reason": reason, "error": detail if detail is not None else str(exc)}
+        status, reason, detail = api_error_details(exc)
+        response = {"http_status": status, "reason": reason, "error": detail}
         text = f"Mastodon {status or ''} {reason or ''}: {response['error']}".replace("  ", " ")
         if isinstance(exc, MastodonServerError) or (isinstance(status, int) and (status >= 500 or status == 408)):
             return TransientSendError(text, provider=PROVIDER, response=response, code="provider_unavailable")
@@ -137,3 +199,11 @@ def mastodon_error(exc: MastodonError, client: Mastodon | None = None) -> Except
         return PermanentSendError(f"Mastodon refused the request: {exc}", provider=PROVIDER,
                                   response={"error": str(exc)}, code="invalid_message")
     return PermanentSendError(f"Mastodon error: {exc}", provider=PROVIDER, response={"error": str(exc)})
+
+
+def api_error_details(exc: MastodonAPIError) -> tuple[int | None, str | None, str]:
+    """(HTTP status, reason, Mastodon's error message) of a Mastodon.py API error."""
+    args = list(exc.args) + [None] * 4
+    status, reason, detail = args[1], args[2], args[3]
+    return (status if isinstance(status, int) else None, reason if isinstance(reason, str) else None,
+            str(detail) if detail is not None else str(exc))
