@@ -182,7 +182,8 @@ class RunnerSession:
         moment = timezone.now()
         new_cursor = dict(cursor) if cursor is not None else self.cursor
         changes: dict[str, Any] = {
-            "cursor": new_cursor, "posts_seen": F("posts_seen") + len(posts),
+            # A stream's session lasts minutes: every emit is a sign of life the dashboard should see.
+            "cursor": new_cursor, "posts_seen": F("posts_seen") + len(posts), "last_success_at": moment,
             "lease_expires_at": moment + timedelta(seconds=self.lease), "updated_at": moment,
             "rate_window_started_at": self.window_started, "rate_window_requests": self.window_requests,
         }

@@ -107,6 +107,7 @@ class ReplayPost:
     author_handle: str
     author_name: str
     followers: int
+    age_seconds: float = 0.0  # how long ago it was written (the opening burst is the last days' history)
 
 
 def replay_posts(*, seed: int = 7, customers: dict[str, list[tuple[str, str]]] | None = None,
@@ -178,6 +179,10 @@ class DemoReplay:
                 return
             if index >= self.burst and self.stop.wait(self.interval):
                 return
+            if index < self.burst:
+                # The opening burst is what was said over the last two days (a baseline for the spike alert),
+                # the oldest first; the rest is said now.
+                post.age_seconds = (self.burst - index) * 2 * 3600.0
             self._publish(post)
             if not spiked and index + 1 >= self.spike_after:
                 spiked = True

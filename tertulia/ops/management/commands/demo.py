@@ -9,6 +9,7 @@ import threading
 import time
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
@@ -17,6 +18,7 @@ from tertulia.core.models import Store
 from tertulia.core.worker import run_worker
 from tertulia.ops.credentials import CREDENTIALS_FILE, credentials_read, credentials_write
 from tertulia.ops.demo_data import DEMO_SLUG, demo_store_seed
+from tertulia.ops.demo_social import demo_social_seed, demo_social_start
 from tertulia.ops.server import (
     GunicornOptions,
     base_url,
@@ -80,6 +82,7 @@ class Command(BaseCommand):
         saved = credentials_read(path)
         access = demo_access_ensure(store=store, username=saved.get("username") or DEMO_USERNAME,
                                     password=saved.get("password"), api_key=saved.get("api_key"))
+        demo_social_seed(store=store, user=get_user_model().objects.get(username=access.username))
         credentials = {
             "url": url, "username": access.username, "password": access.password, "store": store.slug,
             "api_key": access.api_key, "shopify_secret": store.shopify_secret,
@@ -88,11 +91,11 @@ class Command(BaseCommand):
         if credentials != saved:
             credentials_write(path, credentials)
         connections.close_all()
-        code = self._run(host, port, credentials, path)
+        code = self._run(host, port, credentials, path, store)
         if code:
             raise SystemExit(code)
 
-    def _run(self, host: str, port: int, credentials: dict[str, str], path) -> int:
+    def _run(self, host: str, port: int, credentials: dict[str, str], path, store: Store) -> int:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tertulia.settings"),
@@ -124,6 +127,10 @@ class Command(BaseCommand):
         # shut it down in order (worker first, then gunicorn) instead of racing it.
         server = subprocess.Popen(argv, env=env, process_group=0)  # noqa: S603 - our interpreter, fixed arguments
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # The social networks' stand-ins run in this process; the worker's connectors hear them over HTTP and
+        # WebSocket, exactly as they would hear the real platforms.
+        social = demo_social_start(store=store)
+        connections.close_all()
         worker = threading.Thread(target=_worker_main, args=(stop,), name="demo-worker", daemon=True)
         worker.start()
         failed = False
@@ -131,7 +138,7 @@ class Command(BaseCommand):
             probe = f"http://{format_bind(probe_host(host), port)}/healthz"
             if wait_healthy(probe, timeout=STARTUP_TIMEOUT,
                             alive=lambda: server.poll() is None, stop=stop.is_set):
-                self._announce(credentials, path)
+                self._announce(credentials, path, social.console_url)
             elif not stop.is_set():
                 failed = True
                 self.stderr.write("The web server did not become healthy; stopping.")
@@ -143,6 +150,7 @@ class Command(BaseCommand):
             stop.set()
             self.stdout.write("Stopping...")
             worker.join(SHUTDOWN_TIMEOUT)
+            social.stop()
             if server.poll() is None:
                 server.terminate()
                 try:
@@ -155,13 +163,16 @@ class Command(BaseCommand):
         self.stdout.write("Stopped.")
         return 1 if failed else 0
 
-    def _announce(self, credentials: dict[str, str], path) -> None:
+    def _announce(self, credentials: dict[str, str], path, social_url: str) -> None:
         url = credentials["url"]
         self.stdout.write(self.style.SUCCESS(f"Tertulia demo ready at {url}/"))
         self.stdout.write(f"  Dashboard    {url}/app/  (user {credentials['username']}, "
                           f"password {credentials['password']})")
         self.stdout.write(f"  Sample shop  {url}/shop/{credentials['store']}/  (reviews widget on each product)")
         self.stdout.write(f"  Outbox       {url}/app/outbox/  (messages the journeys sent)")
+        self.stdout.write(f"  Listening    {url}/app/listening/  (what people say, from a replayed stream)")
+        self.stdout.write(f"  Inbox        {url}/app/inbox/  (answer them; replies go back to the sandbox)")
+        self.stdout.write(f"  Sandbox      {social_url}  (local Mastodon, Bluesky, X, blog and mailbox)")
         self.stdout.write(f"  Admin        {url}/admin/")
         self.stdout.write(f"  API docs     {url}/api/v1/docs  (store '{credentials['store']}')")
         self.stdout.write(f"  API key      {credentials['api_key']}")
