@@ -3,7 +3,7 @@
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from tertulia.dashboard import journeys_urls, moderation_urls, views
+from tertulia.dashboard import inbox_urls, journeys_urls, listening_urls, moderation_urls, views
 
 app_name = "dashboard"
 urlpatterns = [
@@ -15,4 +15,5 @@ urlpatterns = [
     path("customers/", views.customers, name="customers"),
     path("customers/<int:customer_id>/", views.customer, name="customer"),
 ]
-urlpatterns += journeys_urls.urlpatterns + moderation_urls.urlpatterns
+urlpatterns += journeys_urls.urlpatterns + moderation_urls.urlpatterns + listening_urls.urlpatterns
+urlpatterns += inbox_urls.urlpatterns

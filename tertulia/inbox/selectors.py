@@ -212,3 +212,121 @@ def response_times(*, store: Store, since: datetime, until: datetime | None = No
 
 def team_members(*, team: Team) -> list[TeamMember]:
     return list(TeamMember.objects.filter(team=team).select_related("user").order_by("user__username"))
+
+
+# --- the dashboard's reads ----------------------------------------------------------------------------
+
+
+def conversation_get(*, store: Store, conversation_id: int) -> Conversation | None:
+    """One conversation of the store (None for another store's id, so a typed-in id answers 404)."""
+    return (Conversation.objects.for_store(store).select_related("assignee", "team", "customer", "source")
+            .filter(pk=conversation_id).first())
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadItem:
+    """One line of a conversation as the page shows it: a message (any direction) or an event."""
+
+    at: datetime
+    message: Any = None  # inbox.models.Message, with its delivery, author and mention loaded
+    event: Any = None  # inbox.models.ConversationEvent
+
+    @property
+    def kind(self) -> str:
+        return "event" if self.event is not None else self.message.direction
+
+
+def conversation_thread(*, store: Store, conversation_id: int) -> list[ThreadItem]:
+    """Messages and events of one conversation, oldest first (at equal times, messages before events)."""
+    from tertulia.inbox.models import ConversationEvent, Message
+
+    messages = (Message.objects.for_store(store).filter(conversation_id=conversation_id)
+                .select_related("delivery", "author_user", "mention").prefetch_related("mentioned_users")
+                .order_by("created_at", "id"))
+    events = ConversationEvent.objects.for_store(store).filter(conversation_id=conversation_id).order_by("created_at", "id")
+    items = [ThreadItem(at=m.created_at, message=m) for m in messages]
+    items += [ThreadItem(at=e.created_at, event=e) for e in events]
+    items.sort(key=lambda item: (item.at, item.event is not None))
+    return items
+
+
+def conversation_newest_message_id(*, store: Store, conversation_id: int) -> int | None:
+    """The newest message's id: what the reply form says the agent had on screen (reply_send's seen_message_id)."""
+    from django.db.models import Max
+
+    from tertulia.inbox.models import Message
+
+    return Message.objects.for_store(store).filter(conversation_id=conversation_id).aggregate(top=Max("id"))["top"]
+
+
+def conversation_ids_for_mentions(*, store: Store, mention_ids: list[int]) -> dict[int, int]:
+    """{mention id: conversation id} for the mentions already in a conversation."""
+    from tertulia.inbox.models import Message
+
+    if not mention_ids:
+        return {}
+    rows = (Message.objects.for_store(store).filter(mention_id__in=list(mention_ids))
+            .values_list("mention_id", "conversation_id").order_by("id"))
+    return dict(rows)
+
+
+def canned_replies(*, store: Store) -> list:
+    from tertulia.inbox.models import CannedReply
+
+    return list(CannedReply.objects.for_store(store).order_by("shortcut"))
+
+
+def canned_reply_get(*, store: Store, canned_reply_id: int):
+    from tertulia.inbox.models import CannedReply
+
+    return CannedReply.objects.for_store(store).filter(pk=canned_reply_id).first()
+
+
+def canned_values(*, store: Store, conversation: Conversation, agent) -> dict[str, str]:
+    """What `canned.render` fills in for this conversation and this agent (canned.VARIABLES)."""
+    from tertulia.commerce.models import Order
+    from tertulia.inbox.models import Message, MessageDirection
+
+    customer = conversation.customer if conversation.customer_id else None
+    if customer is not None and customer.erased_at is not None:
+        customer = None
+    name = (customer.first_name if customer is not None else "") or conversation.contact_name or \
+        conversation.contact_handle
+    product = ""
+    if conversation.question_id or conversation.review_id:
+        # The conversation of a question or a review is about its product, which is its subject.
+        product = conversation.subject
+    else:
+        latest = (Message.objects.for_store(store).filter(conversation=conversation, direction=MessageDirection.INBOUND,
+                                                          mention__isnull=False)
+                  .select_related("mention").order_by("-created_at", "-id").first())
+        if latest is not None:
+            named = latest.mention.products.order_by("title").values_list("title", flat=True).first()
+            product = named or ""
+    order_number = ""
+    if customer is not None:
+        order_number = (Order.objects.for_store(store).filter(customer_id=customer.pk)
+                        .order_by("-placed_at", "-id").values_list("external_id", flat=True).first()) or ""
+    agent_name = ""
+    if agent is not None:
+        agent_name = (getattr(agent, "first_name", "") or "") or agent.get_username()
+    return {"customer_name": name, "handle": conversation.contact_handle, "agent_name": agent_name,
+            "store_name": store.name, "store_url": store.website_url or "", "product": product,
+            "order_number": order_number}
+
+
+def unread_count(*, store: Store, user) -> int:
+    return AgentNotification.objects.for_store(store).filter(user=user, read_at__isnull=True).count()
+
+
+def breaching_count(*, store: Store, now: datetime | None = None) -> int:
+    return Conversation.objects.for_store(store).filter(breaching_filter(now or timezone.now())).count()
+
+
+def teams_with_members(*, store: Store) -> list[Team]:
+    """Teams with their memberships (and users) loaded, for the settings page."""
+    from django.db.models import Prefetch
+
+    return list(Team.objects.for_store(store).prefetch_related(
+        Prefetch("memberships", queryset=TeamMember.objects.select_related("user").order_by("user__username")))
+        .annotate(active=Count("conversations", filter=Q(conversations__status__in=ACTIVE_STATES))).order_by("name"))
