@@ -222,3 +222,13 @@ def test_response_times_per_agent_in_business_seconds(store, source, django_user
     (row,) = response_times(store=store, since=timezone.now() - timedelta(days=1))
     assert (row.key, row.conversations, row.answered, row.breached) == ("ana", 1, 1, 0)
     assert 0 <= row.first_response_median < 120
+
+
+def test_errors_speak_the_agents_language(store, source, django_user_model):
+    from django.utils import translation
+
+    ana = agent(django_user_model, store, "ana")
+    conversation = hear(store, source, "900")
+    with translation.override("es"), pytest.raises(ApiError) as error:
+        reply_send(store=store, conversation_id=conversation.pk, user=ana, text="  ")
+    assert error.value.message == "Escribe la respuesta." and error.value.details[0].code == "required"

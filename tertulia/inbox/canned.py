@@ -7,6 +7,8 @@ reply cannot do anything but be text. Unknown names are refused when the reply i
 import re
 from collections.abc import Mapping
 
+from django.utils.translation import gettext as _
+
 VARIABLES = {
     "customer_name": "the person's first name, or their name or handle as the network shows it",
     "handle": "their handle or address",
@@ -24,15 +26,16 @@ MAX_BODY = 5000
 def problems(body: object, field: str) -> list[tuple[str, str, str]]:
     """(field, code, message) for what is wrong with one body."""
     if not isinstance(body, str) or not body.strip():
-        return [(field, "required", "Write the reply.")]
+        return [(field, "required", _("Write the reply."))]
     if len(body) > MAX_BODY:
-        return [(field, "too_long", f"At most {MAX_BODY} characters.")]
+        return [(field, "too_long", _("At most %(limit)s characters.") % {"limit": MAX_BODY})]
     found = []
     for name in _PLACEHOLDER.findall(body):
         if name not in VARIABLES:
-            found.append((field, "unknown_variable", f"Unknown variable {{{{ {name} }}}}: use {', '.join(sorted(VARIABLES))}."))
+            found.append((field, "unknown_variable", _("Unknown variable {{ %(name)s }}: use %(known)s.") % {
+                "name": name, "known": ", ".join(sorted(VARIABLES))}))
     if _BRACES.search(_PLACEHOLDER.sub("", body)):
-        found.append((field, "invalid_syntax", "Only {{ variable }} placeholders are allowed."))
+        found.append((field, "invalid_syntax", _("Only {{ variable }} placeholders are allowed.")))
     return found
 
 

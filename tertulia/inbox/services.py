@@ -62,9 +62,9 @@ def _actor(user) -> str:
     return getattr(user, "username", "") if user is not None else ""
 
 
-def _event(conversation: Conversation, kind: str, actor: str = "", **details: Any) -> None:
+def _event(conversation: Conversation, kind: str, actor: str = "", *, at: datetime | None = None, **details: Any) -> None:
     ConversationEvent.objects.create(store_id=conversation.store_id, conversation=conversation, kind=kind,
-                                     actor=actor[:150], details=details)
+                                     actor=actor[:150], details=details, created_at=at or timezone.now())
 
 
 def _targets(conversation: Conversation, settings: InboxSettings, start: datetime) -> None:
@@ -236,7 +236,8 @@ def _after_inbound(conversation: Conversation, inbound: Inbound, settings: Inbox
                                                                                   ConversationKind.EMAIL),
                            known_customer=conversation.customer_id is not None, toxicity=inbound.toxicity)
     if created:
-        _event(conversation, "created", conversation_kind=conversation.kind, network=conversation.network)
+        _event(conversation, "created", at=conversation.created_at, conversation_kind=conversation.kind,
+               network=conversation.network)
         _targets(conversation, settings, conversation.created_at)
     elif score > conversation.priority_score:
         # A new message can make a conversation more urgent, never less (a calm "thanks" after a complaint).
@@ -646,7 +647,6 @@ def notifications_read(*, store: Store, user, conversation_id: int | None = None
 
 # --- presence ---------------------------------------------------------------------------------------
 
-PRESENCE_SECONDS = 30
 
 
 def presence_touch(*, store: Store, conversation_id: int, user, composing: bool = False,
