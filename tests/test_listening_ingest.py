@@ -122,3 +122,14 @@ def test_other_names_of_a_product_link_it_and_survive_catalogue_sync(store):
     tracked_terms_sync_catalogue(store=store)
     mentions_ingest(store_id=store.pk, posts=[post("h1", "El jamon de bellota que compré, una pasada")])
     assert [p.sku for p in Mention.objects.get().products.all()] == ["IBE-001"]
+
+
+def test_catalogue_changes_reach_the_tracked_terms_within_a_sweep(store):
+    from tertulia.listening.runner import listen_once
+    from tertulia.listening.services import _catalogue_seen
+
+    _catalogue_seen.clear()
+    products_upsert(store=store, products=[(timezone.now(), {"sku": "TUR-1", "title": "Turrón de Jijona"})])
+    listen_once(worker="w")
+    mentions_ingest(store_id=store.pk, posts=[post("t1", "El turrón de jijona de este año está buenísimo")])
+    assert [p.sku for p in Mention.objects.get().products.all()] == ["TUR-1"]

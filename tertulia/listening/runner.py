@@ -46,7 +46,13 @@ from tertulia.listening.connectors import (
     spec_for,
 )
 from tertulia.listening.models import AlertKind, MalformedPayload, Source
-from tertulia.listening.services import alert_close, alert_open, mentions_ingest, post_problems
+from tertulia.listening.services import (
+    alert_close,
+    alert_open,
+    catalogue_terms_sweep,
+    mentions_ingest,
+    post_problems,
+)
 from tertulia.listening.sources import source_config
 
 log = logging.getLogger("tertulia.listening")
@@ -61,6 +67,7 @@ BACKOFF_MAX_SECONDS = 1800.0
 PERMANENT_WAIT_SECONDS = 1800.0  # bad credentials: look again in half an hour (or when the source is changed)
 PUSHED_WAIT_SECONDS = 86400.0
 INBOX_SWEEP_SECONDS = 5.0
+CATALOGUE_SWEEP_SECONDS = 60.0  # product titles and SKUs become tracked terms within a minute
 MAX_RAW = 1_000_000
 TABLE = Source._meta.db_table
 
@@ -393,6 +400,7 @@ def listen_once(*, worker: str | None = None, now: datetime | None = None, sweep
         ran += 1
     if sweep:
         _inbox_sweep(now=now)
+        catalogue_terms_sweep()
     return ran
 
 
@@ -411,7 +419,7 @@ def run_listeners(*, stop: threading.Event, name: str, threads: int | None = Non
     size = int(threads or _setting("TERTULIA_LISTENING_THREADS", DEFAULT_THREADS))
     lease = _setting("TERTULIA_LISTENING_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)
     running: dict[int, Future] = {}
-    next_sweep = 0.0
+    next_sweep = next_catalogue = 0.0
     log.info("listening runner started", extra={"worker": name, "threads": size})
 
     def session(source: Source) -> None:
@@ -441,6 +449,9 @@ def run_listeners(*, stop: threading.Event, name: str, threads: int | None = Non
                     if time.monotonic() >= next_sweep:
                         next_sweep = time.monotonic() + INBOX_SWEEP_SECONDS
                         _inbox_sweep()
+                    if time.monotonic() >= next_catalogue:
+                        next_catalogue = time.monotonic() + CATALOGUE_SWEEP_SECONDS
+                        catalogue_terms_sweep()
                 except DatabaseError:
                     log.exception("listening runner lost the database", extra={"worker": name})
                     connection.close()

@@ -87,6 +87,29 @@ def tracked_terms_sync_catalogue(*, store: Store) -> dict[str, int]:
     return {"created": len(new), "deleted": len(stale)}
 
 
+_catalogue_seen: dict[int, tuple] = {}
+
+
+def catalogue_terms_sweep() -> int:
+    """Keep every store's product and SKU terms in step with its catalogue; returns how many stores were synced.
+
+    Run by the listening runner every minute: a store is synced when its products changed since the last
+    look (their count or newest update), so a quiet catalogue costs one grouped query for all stores.
+    """
+    from django.db.models import Count, Max
+
+    rows = Product.objects.values("store_id").annotate(n=Count("id"), newest=Max("updated_at")).order_by()
+    synced = 0
+    for row in rows:
+        version = (row["n"], row["newest"])
+        if _catalogue_seen.get(row["store_id"]) == version:
+            continue
+        tracked_terms_sync_catalogue(store=Store(pk=row["store_id"]))
+        _catalogue_seen[row["store_id"]] = version
+        synced += 1
+    return synced
+
+
 def tracked_term_remove(*, store: Store, term_id: int) -> bool:
     deleted, _ = TrackedTerm.objects.for_store(store).filter(pk=term_id).delete()
     return bool(deleted)
