@@ -89,11 +89,13 @@ def test_holdout_enrollments_get_no_deliveries_and_assignment_is_the_hash(shop):
         "holdout_share": 0.5, "trigger": {"delay_seconds": 900},
         "steps": [{"key": "email_1", "delay_seconds": 900}, {"key": "sms_1"}],
         "variants": [{"key": "15m", "weight": 1}, {"key": "1h", "weight": 1, "steps": {"email_1": {"delay_seconds": 3600}}}]})
-    for number in range(16):
+    # Enough people that every group (holdout and both variants) gets someone whatever the ids the database
+    # hands out: the assignment is a hash of them, and with 16 one group could stay empty (chance ~1/256).
+    for number in range(64):
         email = f"p{number}@example.com"
         subscribe(shop, email)
         cart(shop, email, f"c{number}", at=NOW)
-    assert triggers_sweep(now=NOW + timedelta(hours=2), store=shop) == 16
+    assert triggers_sweep(now=NOW + timedelta(hours=2), store=shop) == 64
     journey = Journey.objects.for_store(shop).get(key="abandoned_cart")
     seen = set()
     for enrollment in enrollments(shop, "abandoned_cart"):
