@@ -25,6 +25,7 @@ from tertulia.listening.lexicon import ENGLISH_ONLY, NEGATORS, SPANISH_LETTERS, 
 from tertulia.listening.matching import normalize
 from tertulia.moderation.checks import CheckContext
 from tertulia.moderation.classifier import shipped as moderation_model
+from tertulia.moderation.classifier import sorted_unique
 from tertulia.moderation.items import ContentItem
 from tertulia.moderation.lexicon import lexicon
 
@@ -116,7 +117,7 @@ def features_many(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
             h = (h + np.uint64(n)) * _MIX
             clean = sep_count[n:] == sep_count[: length - n + 1]  # no separator inside the window
             keys.append(row_of[: length - n + 1][clean] << DIM_BITS | (h[clean] >> _SHIFT).astype(np.int64))
-    unique = np.unique(np.concatenate(keys))
+    unique = sorted_unique(np.concatenate(keys))
     return unique >> DIM_BITS, unique & (DIM - 1)
 
 
