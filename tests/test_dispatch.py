@@ -324,6 +324,25 @@ def test_transient_errors_are_retried_with_backoff_then_fail(store, recorder, se
     assert recorder.sent == []
 
 
+@pytest.mark.parametrize("response", [
+    {"retry_after": 900},
+    {"rate_limit_reset": (NOON + timedelta(minutes=15)).isoformat()},
+    {"ratelimit_reset": (NOON + timedelta(minutes=15)).timestamp()},
+])
+def test_a_rate_limited_send_waits_for_the_providers_reset(store, recorder, response):
+    ana = person(store)
+    row = delivery(store, ana)
+    recorder.plan["ana@example.com"] = [TransientSendError("429", provider="recorder", code="rate_limited",
+                                                           response=response)]
+    run(NOON)
+    row = fresh(row)
+    assert (row.status, row.reason) == (DeliveryStatus.SCHEDULED, "rate_limited")
+    assert NOON + timedelta(minutes=15) <= row.due_at <= NOON + timedelta(minutes=15, seconds=1)
+    assert run(NOON + timedelta(minutes=14)) == 0
+    run(row.due_at)
+    assert fresh(row).status == DeliveryStatus.SENT
+
+
 def test_permanent_error_fails_at_once_and_the_batch_goes_on(store, recorder):
     ana, luis = person(store), person(store, "luis@example.com")
     bad = delivery(store, ana)

@@ -317,9 +317,39 @@ def _retry_or_fail(outcome: _Outcome, moment: datetime, *, reason: str) -> None:
     outcome.detail = outcome.error
     if outcome.attempt_outcome == AttemptOutcome.TRANSIENT_ERROR.value and outcome.delivery.attempts < max_attempts():
         outcome.status = DeliveryStatus.SCHEDULED.value
-        outcome.delivery.due_at = moment + delivery_retry_delay(outcome.delivery.attempts)
+        due = moment + delivery_retry_delay(outcome.delivery.attempts)
+        reset = provider_reset(outcome.response, moment) if reason == "rate_limited" else None
+        outcome.delivery.due_at = max(due, reset) if reset is not None else due
     else:
         outcome.status = DeliveryStatus.FAILED.value
+
+
+MAX_PROVIDER_WAIT = timedelta(hours=1)
+
+
+def provider_reset(response: dict[str, Any], moment: datetime) -> datetime | None:
+    """When a provider said its rate limit resets (Retry-After seconds, or a reset time as ISO 8601 or a unix
+    timestamp, as adapters record them), at most an hour away; None if it did not say."""
+    seconds = response.get("retry_after")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
+        return moment + min(timedelta(seconds=float(seconds)), MAX_PROVIDER_WAIT)
+    for key in ("rate_limit_reset", "ratelimit_reset"):
+        value = response.get(key)
+        at = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            at = datetime.fromtimestamp(float(value), UTC)
+        elif isinstance(value, str):
+            try:
+                at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                at = None
+            if at is not None and at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+        elif isinstance(value, datetime):
+            at = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if at is not None and at > moment:
+            return min(at, moment + MAX_PROVIDER_WAIT)
+    return None
 
 
 # --- send ------------------------------------------------------------------------------------
