@@ -6,8 +6,6 @@ Nothing this command prints contains a secret.
 """
 
 import json
-import os
-import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -23,28 +21,15 @@ from tertulia.channels.base import OutboundMessage, SendError
 from tertulia.channels.credentials import CredentialsError
 from tertulia.channels.models import ChannelAccount
 from tertulia.channels.registry import adapter_for, adapter_from_account
+from tertulia.core.commandline import key_values, option_value, secrets_from_options
 from tertulia.core.errors import ApiError
 from tertulia.core.models import Store
 
 CHANNELS = sorted({spec.channel for spec in PROVIDERS.values()})
 
 
-def _value(raw: str):
-    """Settings values from the command line: JSON when it parses (587, true), else the string itself."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
 
 
-def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
-    pairs = []
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CommandError(f"{option} takes KEY=VALUE, not {item!r}.")
-        pairs.append((key.strip(), value))
-    return pairs
 
 
 class Command(BaseCommand):
@@ -101,19 +86,8 @@ class Command(BaseCommand):
             self._test(store, options)
 
     def _set(self, store: Store, options) -> None:
-        settings = {key: _value(value) for key, value in _pairs(options["setting"], "--setting")}
-        secrets = None
-        if options["secrets_stdin"]:
-            try:
-                secrets = json.loads(sys.stdin.read())
-            except ValueError as exc:
-                raise CommandError(f"--secrets-stdin: not JSON ({exc}).") from None
-            if not isinstance(secrets, dict):
-                raise CommandError("--secrets-stdin: give a JSON object.")
-        for key, env in _pairs(options["secret_env"], "--secret-env"):
-            if env not in os.environ:
-                raise CommandError(f"--secret-env {key}={env}: the environment variable {env} is not set.")
-            secrets = {**(secrets or {}), key: os.environ[env]}
+        settings = {key: option_value(value) for key, value in key_values(options["setting"], "--setting")}
+        secrets = secrets_from_options(secret_env=options["secret_env"], secrets_stdin=options["secrets_stdin"])
         try:
             account = channel_account_set(store=store, channel=options["channel"], provider=options["provider"],
                                           settings=settings, secrets=secrets, enabled=not options["disabled"])

@@ -7,11 +7,10 @@ mail) when it is made, which is shown once.
 """
 
 import json
-import os
-import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tertulia.core.commandline import key_values, option_value, secrets_from_options
 from tertulia.core.errors import ApiError
 from tertulia.core.models import Store
 from tertulia.listening.connectors import MODULES, spec_for
@@ -25,24 +24,6 @@ from tertulia.listening.sources import (
     source_set,
     source_webhook_token,
 )
-
-
-def _value(raw: str):
-    """Settings from the command line: JSON when it parses (60, true, ["a","b"]), else the string itself."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def _pairs(items: list[str], option: str) -> list[tuple[str, str]]:
-    pairs = []
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CommandError(f"{option} takes KEY=VALUE, not {item!r}.")
-        pairs.append((key.strip(), value))
-    return pairs
 
 
 def _api_error(exc: ApiError) -> CommandError:
@@ -149,19 +130,8 @@ class Command(BaseCommand):
         return None
 
     def _set(self, store: Store, options) -> None:
-        settings = {key: _value(value) for key, value in _pairs(options["setting"], "--setting")}
-        secrets = None
-        if options["secrets_stdin"]:
-            try:
-                secrets = json.loads(sys.stdin.read())
-            except ValueError as exc:
-                raise CommandError(f"--secrets-stdin: not JSON ({exc}).") from None
-            if not isinstance(secrets, dict):
-                raise CommandError("--secrets-stdin: give a JSON object.")
-        for key, env in _pairs(options["secret_env"], "--secret-env"):
-            if env not in os.environ:
-                raise CommandError(f"--secret-env {key}={env}: the environment variable {env} is not set.")
-            secrets = {**(secrets or {}), key: os.environ[env]}
+        settings = {key: option_value(value) for key, value in key_values(options["setting"], "--setting")}
+        secrets = secrets_from_options(secret_env=options["secret_env"], secrets_stdin=options["secrets_stdin"])
         try:
             source = source_set(store=store, network=options["network"], key=options["key"], name=options["name"],
                                 settings=settings, secrets=secrets, enabled=not options["disabled"])
