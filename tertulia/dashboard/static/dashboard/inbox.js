@@ -9,7 +9,6 @@
   var note = document.getElementById("note-text");
   var cannedDialog = document.getElementById("inbox-canned");
   var presence = document.getElementById("inbox-presence");
-  var current = 0;
 
   function byId(id) { return document.getElementById(id); }
 
@@ -26,35 +25,16 @@
   }
 
   // --- the list -------------------------------------------------------------------------------
-  function rows() { return list ? Array.prototype.slice.call(list.querySelectorAll(".inbox-row")) : []; }
-
-  function move(index, focus) {
-    var all = rows();
-    if (!all.length) { return; }
-    current = Math.max(0, Math.min(index, all.length - 1));
-    all.forEach(function (row, i) { row.classList.toggle("is-current", i === current); });
-    if (focus !== false) {
-      all[current].focus();
-      all[current].scrollIntoView({ block: "nearest" });
-    }
-  }
-
-  function onRow() { return !!(document.activeElement && document.activeElement.closest && document.activeElement.closest(".inbox-row")); }
+  var nav = window.TertuliaKeyList(list, ".inbox-row");
 
   function openCurrent() {
-    var row = rows()[current];
+    var row = nav.item();
     if (!row) { return false; }
     window.location.href = row.getAttribute("data-href");
     return true;
   }
 
-  if (list) {
-    list.addEventListener("focusin", function (event) {
-      var row = event.target.closest(".inbox-row");
-      if (row) { move(rows().indexOf(row), false); }
-    });
-    move(0, false);
-  }
+  if (list) { nav.move(0, false); }
 
   // --- the reply box: count, canned replies ----------------------------------------------------
   var counter = byId("reply-count");
@@ -231,8 +211,8 @@
     if (help && help.open && event.key !== "?") { return; }
     switch (event.key) {
       // The first j or k only shows where you are.
-      case "j": if (!list) { return; } move(onRow() ? current + 1 : current); break;
-      case "k": if (!list) { return; } move(onRow() ? current - 1 : current); break;
+      case "j": if (!list) { return; } nav.step(1); break;
+      case "k": if (!list) { return; } nav.step(-1); break;
       case "o": if (!openCurrent()) { return; } break;
       case "Enter":
         if (!list || target.closest("a, button")) { return; }

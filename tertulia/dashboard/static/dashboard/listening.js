@@ -5,38 +5,16 @@
   var list = document.querySelector("[data-listening]");
   var help = document.getElementById("lst-help");
   var search = document.getElementById("lst-q");
-  var current = 0;
-
-  function items() { return list ? Array.prototype.slice.call(list.querySelectorAll(".lst-item")) : []; }
-
-  function move(index, focus) {
-    var all = items();
-    if (!all.length) { return; }
-    current = Math.max(0, Math.min(index, all.length - 1));
-    all.forEach(function (item, i) { item.classList.toggle("is-current", i === current); });
-    if (focus !== false) {
-      all[current].focus();
-      all[current].scrollIntoView({ block: "nearest" });
-    }
-  }
-
-  function onItem() { return !!(document.activeElement && document.activeElement.closest && document.activeElement.closest(".lst-item")); }
-
-  if (list) {
-    list.addEventListener("focusin", function (event) {
-      var item = event.target.closest(".lst-item");
-      if (item) { move(items().indexOf(item), false); }
-    });
-  }
+  var nav = window.TertuliaKeyList(list, ".lst-item");
 
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) { return; }
     if (event.target.matches("input, textarea, select, [contenteditable]")) { return; }
     if (help && help.open && event.key !== "?") { return; }
-    var item = items()[current];
+    var item = nav.item();
     switch (event.key) {
-      case "j": move(onItem() ? current + 1 : current); break;
-      case "k": move(onItem() ? current - 1 : current); break;
+      case "j": nav.step(1); break;
+      case "k": nav.step(-1); break;
       case "o": {
         var link = item && item.querySelector("[data-original]");
         if (!link) { return; }
@@ -59,5 +37,5 @@
     event.preventDefault();
   });
 
-  move(0, false);
+  nav.move(0, false);
 })();

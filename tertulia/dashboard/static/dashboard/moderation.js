@@ -7,10 +7,11 @@
   var status = document.getElementById("mod-status");
   if (!form) { return; }
   var canDecide = form.getAttribute("data-can-decide") === "1";
-  var current = 0;
   var busy = false;
 
-  function items() { return Array.prototype.slice.call(form.querySelectorAll(".mod-item")); }
+  var nav = window.TertuliaKeyList(form, ".mod-item");
+  var items = nav.items;
+  var move = nav.move;
 
   function say(text, ok) {
     status.textContent = "";
@@ -18,19 +19,6 @@
     // Written after a tick so a repeated sentence is announced again.
     window.setTimeout(function () { status.textContent = text; }, 30);
   }
-
-  function move(index, focus) {
-    var list = items();
-    if (!list.length) { return; }
-    current = Math.max(0, Math.min(index, list.length - 1));
-    list.forEach(function (item, i) { item.classList.toggle("is-current", i === current); });
-    if (focus !== false) {
-      list[current].focus();
-      list[current].scrollIntoView({ block: "nearest" });
-    }
-  }
-
-  function onItem() { return !!(document.activeElement && document.activeElement.closest && document.activeElement.closest(".mod-item")); }
 
   function box(item) { return item.querySelector("input[name=items]"); }
 
@@ -72,7 +60,7 @@
           status.focus();
           return;
         }
-        move(first < 0 ? current : first);
+        move(first < 0 ? nav.current() : first);
       })
       .catch(function (error) {
         leaving.forEach(function (item) { item.classList.remove("is-leaving"); });
@@ -84,7 +72,7 @@
   function chosen() {
     var keys = items().filter(function (item) { var c = box(item); return c && c.checked; })
       .map(function (item) { return item.getAttribute("data-key"); });
-    if (!keys.length && items()[current]) { keys = [items()[current].getAttribute("data-key")]; }
+    if (!keys.length && nav.item()) { keys = [nav.item().getAttribute("data-key")]; }
     return keys;
   }
 
@@ -116,12 +104,6 @@
     }
   });
 
-  // Clicking or tabbing into a card makes it the current one.
-  form.addEventListener("focusin", function (event) {
-    var item = event.target.closest(".mod-item");
-    if (item) { move(items().indexOf(item), false); }
-  });
-
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) { return; }
     var target = event.target;
@@ -130,9 +112,9 @@
     if (help && help.open && event.key !== "?") { return; }
     switch (event.key) {
       // The first j or k only shows where you are.
-      case "j": move(onItem() ? current + 1 : current); break;
-      case "k": move(onItem() ? current - 1 : current); break;
-      case "x": if (items()[current]) { toggle(items()[current]); move(current); } break;
+      case "j": nav.step(1); break;
+      case "k": nav.step(-1); break;
+      case "x": if (nav.item()) { toggle(nav.item()); move(nav.current()); } break;
       case "a": decide("approve", chosen()); break;
       case "r": decide("reject", chosen()); break;
       case "?":
