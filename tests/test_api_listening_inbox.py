@@ -96,3 +96,12 @@ def test_read_only_keys_and_other_stores(client, heard, other_store):
     stranger = ApiClient(client, api_key_create(store=other_store, name="o").secret)
     assert stranger.get(f"/api/v1/conversations/{conversation.pk}").status_code == 404
     assert stranger.get("/api/v1/mentions").json()["data"] == []
+
+
+def test_response_times_per_agent_and_team(api, heard):
+    question = Conversation.objects.get(intent="question")
+    assert api.post(f"/api/v1/conversations/{question.pk}/replies", {"text": "Sí."}).status_code == 201
+    rows = api.get("/api/v1/inbox/response-times", since="2020-01-01T00:00:00Z").json()["data"]
+    assert sum(r["conversations"] for r in rows) == 2 and sum(r["answered"] for r in rows) == 1
+    assert api.get("/api/v1/inbox/response-times", since="2020-01-01T00:00:00Z", by="tema").status_code == 422
+    assert api.get("/api/v1/inbox/response-times", since="2020-01-01T00:00:00").status_code == 422

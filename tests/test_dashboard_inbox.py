@@ -553,3 +553,30 @@ def test_a_reply_from_the_page_is_received_over_smtp_in_the_thread(store, agent)
     assert got["Subject"] == "Re: ¿Dónde está mi pedido?"
     assert "te escribo los pasos" in got.get_body(("plain",)).get_content()
     assert Delivery.objects.for_store(store).get().status == "sent"
+
+
+def test_response_times_page_reads_for_everyone_in_the_store(client, store, django_user_model):
+    from django.utils import timezone
+
+    from tertulia.core.services import membership_grant
+    from tertulia.inbox.models import Conversation
+    from tertulia.inbox.services import reply_send
+    from tertulia.listening.connectors import Post
+    from tertulia.listening.services import mentions_ingest
+
+    analyst = django_user_model.objects.create_user("ines", password="x")
+    membership_grant(store=store, user=analyst, role="analyst")
+    client.force_login(analyst)
+    assert "No conversations in this period." in client.get("/app/inbox/times/").content.decode()
+
+    luis = django_user_model.objects.create_user("luis", password="x")
+    membership_grant(store=store, user=luis, role="agent")
+    mentions_ingest(store_id=store.pk, posts=[Post(network="email", kind="direct", external_id="<t1@example.com>",
+                                                   text="¿Tenéis factura?", posted_at=timezone.now(),
+                                                   author_handle="ana@example.com")])
+    reply_send(store=store, conversation_id=Conversation.objects.get().pk, user=luis, text="Sí, os la enviamos.")
+    page = client.get("/app/inbox/times/?days=7")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'data-times="agent"' in text and "<th scope=\"row\">luis</th>" in text
+    assert "/app/inbox/settings/" not in text  # an analyst sees no settings tabs

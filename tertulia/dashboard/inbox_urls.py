@@ -13,6 +13,7 @@ urlpatterns: list = [
     path("inbox/<int:conversation_id>/status/", views_inbox.status, name="inbox_status"),
     path("inbox/<int:conversation_id>/priority/", views_inbox.priority, name="inbox_priority"),
     path("inbox/<int:conversation_id>/presence/", views_inbox.presence, name="inbox_presence"),
+    path("inbox/times/", views_inbox.response_times, name="inbox_times"),
     path("inbox/canned/", views_inbox.canned_list, name="inbox_canned"),
     path("inbox/canned/new/", views_inbox.canned_edit, name="inbox_canned_new"),
     path("inbox/canned/<int:canned_reply_id>/", views_inbox.canned_edit, name="inbox_canned_edit"),

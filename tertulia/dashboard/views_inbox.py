@@ -570,6 +570,48 @@ def presence(request: HttpRequest, store: Store, conversation_id: int) -> HttpRe
     })
 
 
+# --- response times ---------------------------------------------------------------------------------
+
+PERIODS = {"7": 7, "30": 30, "90": 90}
+
+
+def _duration(seconds: float | None) -> str:
+    """Business time as people read it: 45 s, 12 min, 3 h 05 min, 2 d 4 h."""
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+@require_GET
+@store_view()
+def response_times(request: HttpRequest, store: Store) -> HttpResponse:
+    """First-response and resolution times in business hours, per agent and per team (inbox.selectors)."""
+    period = request.GET.get("days", "30")
+    period = period if period in PERIODS else "30"
+    since = timezone.now() - timedelta(days=PERIODS[period])
+    tables = []
+    for by, title in (("agent", _("Per agent")), ("team", _("Per team"))):
+        rows = [{
+            "key": row.key or (_("Nobody yet") if by == "agent" else _("No team")),
+            "conversations": row.conversations, "answered": row.answered,
+            "first_median": _duration(row.first_response_median), "first_p90": _duration(row.first_response_p90),
+            "resolved": row.resolved, "resolution_median": _duration(row.resolution_median), "breached": row.breached,
+        } for row in inbox_selectors.response_times(store=store, since=since, by=by)]
+        tables.append({"by": by, "title": title, "rows": rows})
+    return _page(request, store, "dashboard/inbox_times.html", "inbox", tab="times", tables=tables,
+                 period=period, periods=list(PERIODS), can_manage=can_manage(store=store, user=request.user))
+
+
 # --- settings: canned replies, teams, inbox rules -------------------------------------------------------
 
 def _manager(request: HttpRequest, store: Store) -> HttpResponse | None:

@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from ninja import Field, Path, Query, Router, Schema, Status
 
 from tertulia.core.api import request_store
-from tertulia.core.errors import ApiError
+from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.pagination import MAX_ID, READ_ERRORS, ErrorOut, PageParams, page_fetch
 from tertulia.inbox.models import (
     Conversation,
@@ -15,7 +15,7 @@ from tertulia.inbox.models import (
     MessageDirection,
     Priority,
 )
-from tertulia.inbox.selectors import breaching_filter, sla_state
+from tertulia.inbox.selectors import breaching_filter, response_times, sla_state
 from tertulia.inbox.services import conversation_status_set, note_add, reply_send
 
 router = Router(tags=["inbox"])
@@ -180,3 +180,37 @@ def post_status(request: HttpRequest, conversation_id: Path[int], payload: Statu
     conversation_status_set(store=request_store(request), conversation_id=conversation.pk, status=payload.status,
                             snoozed_until=payload.snoozed_until)
     return _conversation(request, conversation_id)
+
+
+class ResponseTimesFilters(Schema):
+    since: datetime = Field(..., description="Conversations opened at or after (ISO 8601 with a time zone).")
+    until: datetime | None = Field(None, description="... and before (default now).")
+    by: str = Field("agent", pattern="^(agent|team)$", description="agent (the first responder) or team.")
+
+
+class ResponseTimesRow(Schema):
+    key: str = Field(..., description="User name or team name; empty: nobody answered yet / no team.")
+    conversations: int
+    answered: int
+    first_response_median: float | None = Field(..., description="Business seconds.")
+    first_response_p90: float | None
+    resolved: int
+    resolution_median: float | None
+    breached: int = Field(..., description="Conversations past a first-response or resolution target.")
+
+
+class ResponseTimesList(Schema):
+    data: list[ResponseTimesRow]
+
+
+@router.get("/inbox/response-times", response={200: ResponseTimesList, **READ_ERRORS},
+            summary="First-response and resolution times per agent or team")
+def get_response_times(request: HttpRequest, filters: Query[ResponseTimesFilters]):
+    """Medians and 90th percentile in business seconds (the store's opening hours), for the analytics."""
+    for name in ("since", "until"):
+        value = getattr(filters, name)
+        if value is not None and value.tzinfo is None:
+            raise ApiError("invalid_request", "Dates need a time zone.", 422,
+                           [ErrorDetail(field=name, code="naive_datetime", message="Add Z or +01:00.")])
+    rows = response_times(store=request_store(request), since=filters.since, until=filters.until, by=filters.by)
+    return {"data": rows}
