@@ -567,7 +567,8 @@ def test_response_times_page_reads_for_everyone_in_the_store(client, store, djan
     analyst = django_user_model.objects.create_user("ines", password="x")
     membership_grant(store=store, user=analyst, role="analyst")
     client.force_login(analyst)
-    assert "No conversations in this period." in client.get("/app/inbox/times/").content.decode()
+    empty = client.get("/app/inbox/times/").content.decode()
+    assert "No hay conversaciones en este periodo." in empty and "data-times" not in empty
 
     luis = django_user_model.objects.create_user("luis", password="x")
     membership_grant(store=store, user=luis, role="agent")
