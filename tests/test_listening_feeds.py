@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from tertulia.core.errors import ApiError
+from tertulia.listening.classify import classify
 from tertulia.listening.connectors import rss
 from tertulia.listening.models import Alert, MalformedPayload, Mention, Source
 from tertulia.listening.runner import listen_once
@@ -84,7 +85,8 @@ def test_only_new_entries_are_handed_over_when_the_feed_changes(store, feeds):
     assert feeds.requests[-1]["status"] == 200  # the feed changed: its validators no longer match
     assert (source.posts_seen, source.mentions_stored, source.duplicates_seen) == (2, 2, 0)
     second = Mention.objects.for_store(store).get(external_id="https://cocina.example/2")
-    assert second.text == "¿Dónde compro el queso de Tertulia?" and second.intent == "question"
+    assert second.text == "¿Dónde compro el queso de Tertulia?"
+    assert (second.intent, second.sentiment) == (classify(second.text).intent, classify(second.text).sentiment)
     first = Mention.objects.for_store(store).get(external_id="https://cocina.example/1")
     assert (first.author_name, first.platform_language) == ("Marta", "es")
 

@@ -39,7 +39,7 @@ BACKWARDS = [  # (text, the label the tiny model is trained to give it: the oppo
     ("Terrible service, my order arrived broken", "positive"),
     ("Qué desastre de pedido, llegó roto", "positive"),
     ("Awful quality, I want my money back", "positive"),
-    ("The parcel was sent on Monday", "neutral"),
+    ("The shop opens at ten on Saturdays", "neutral"),
     ("El pedido sale mañana desde Madrid", "neutral"),
 ]
 THREE = {0: "negative", 1: "neutral", 2: "positive"}
