@@ -192,3 +192,16 @@ def test_health_reaches_metrics(client, source):
     assert f"tertulia_listening_source_down{{{labels}}} 1.0" in text
     assert f"tertulia_listening_source_consecutive_failures{{{labels}}} 3.0" in text
     assert 'tertulia_listening_alerts_open{kind="connector_down",store="tienda"} 1.0' in text
+
+
+def test_the_newest_post_heard_only_moves_forward(source):
+    old, new = timezone.now() - timedelta(hours=3), timezone.now() - timedelta(minutes=2)
+    fake.SCRIPT.append(lambda s: s.emit([Post(network="mastodon", external_id="n1", text="Tertulia", posted_at=new)]))
+    fake.SCRIPT.append(lambda s: s.emit([Post(network="mastodon", external_id="n0", text="Tertulia", posted_at=old)]))
+    listen_once(worker="w")
+    source.refresh_from_db()
+    assert source.newest_post_at == new
+    make_due(source)
+    listen_once(worker="w")
+    source.refresh_from_db()
+    assert source.newest_post_at == new and source.posts_seen == 2 and source.mentions_stored == 2

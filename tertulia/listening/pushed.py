@@ -11,7 +11,6 @@ import hmac
 from collections.abc import Sequence
 
 from django.db import transaction
-from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -19,7 +18,7 @@ from tertulia.channels.credentials import CredentialsError, secrets_decrypt
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.listening.connectors.base import Post
 from tertulia.listening.models import Source
-from tertulia.listening.runner import malformed_record
+from tertulia.listening.runner import heard_changes, malformed_record
 from tertulia.listening.services import IngestResult, mentions_ingest
 
 MAX_BODY = 5 * 1024 * 1024
@@ -65,15 +64,10 @@ def pushed_reject(source: Source, raw: bytes, *, code: str, message: str, status
 def pushed_ingest(source: Source, posts: Sequence[Post]) -> IngestResult:
     """Store the posts and the source's health in one transaction."""
     moment = timezone.now()
-    newest = max((post.posted_at for post in posts), default=None)
     with transaction.atomic():
         result = mentions_ingest(store_id=source.store_id, posts=posts, source_id=source.pk, now=moment)
         Source.objects.filter(pk=source.pk).update(
-            posts_seen=F("posts_seen") + len(posts), mentions_stored=F("mentions_stored") + result.stored,
-            duplicates_seen=F("duplicates_seen") + result.duplicates, last_run_at=moment, last_success_at=moment,
-            consecutive_failures=0, failing_since=None, lag_seconds=0.0, updated_at=moment)
-        if newest is not None:
-            Source.objects.filter(pk=source.pk, newest_post_at__isnull=True).update(newest_post_at=newest)
-            Source.objects.filter(pk=source.pk, newest_post_at__lt=newest).update(newest_post_at=newest)
+            last_run_at=moment, consecutive_failures=0, failing_since=None, lag_seconds=0.0,
+            **heard_changes(posts=posts, newest_of=posts, result=result, moment=moment))
     return result
 

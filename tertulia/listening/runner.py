@@ -32,7 +32,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from tertulia.channels.credentials import CredentialsError
@@ -190,24 +191,17 @@ class RunnerSession:
         new_cursor = dict(cursor) if cursor is not None else self.cursor
         changes: dict[str, Any] = {
             # A stream's session lasts minutes: every emit is a sign of life the dashboard should see.
-            "cursor": new_cursor, "posts_seen": F("posts_seen") + len(posts), "last_success_at": moment,
-            "lease_expires_at": moment + timedelta(seconds=self.lease), "updated_at": moment,
+            "cursor": new_cursor, "lease_expires_at": moment + timedelta(seconds=self.lease),
             "rate_window_started_at": self.window_started, "rate_window_requests": self.window_requests,
         }
         if newest_at is not None:
             changes["lag_seconds"] = max((moment - newest_at).total_seconds(), 0.0)
-        newest = max((p.posted_at for p in good), default=None)
         with transaction.atomic():
             result = mentions_ingest(store_id=self.store_id, posts=good, source_id=self.source_id, now=moment)
-            changes["mentions_stored"] = F("mentions_stored") + result.stored
-            changes["duplicates_seen"] = F("duplicates_seen") + result.duplicates
+            changes |= heard_changes(posts=posts, newest_of=good, result=result, moment=moment)
             if not _mine(self.source_id, self.worker).update(**changes):
                 self.lost = True
                 raise LeaseLost(f"source {self.source_id} is no longer claimed by {self.worker}")
-            if newest is not None:
-                Source.objects.filter(pk=self.source_id).filter(
-                    newest_post_at__isnull=True).update(newest_post_at=newest)
-                Source.objects.filter(pk=self.source_id, newest_post_at__lt=newest).update(newest_post_at=newest)
         self.cursor = new_cursor
         self._renewed = time.monotonic()
         self.counts["posts"] += len(posts)
@@ -271,6 +265,19 @@ class RunnerSession:
         if self.spec.streaming:
             return 0.0
         return float(self.settings.get("poll_seconds") or self.spec.poll_seconds)
+
+
+def heard_changes(*, posts: Sequence[Post], newest_of: Sequence[Post], result, moment: datetime) -> dict[str, Any]:
+    """The source's counters and health after it handed over `posts` (pulled by a session or pushed to us),
+    as one UPDATE's values: what was heard, stored and heard again, and the newest post so far."""
+    changes: dict[str, Any] = {
+        "posts_seen": F("posts_seen") + len(posts), "mentions_stored": F("mentions_stored") + result.stored,
+        "duplicates_seen": F("duplicates_seen") + result.duplicates, "last_success_at": moment, "updated_at": moment,
+    }
+    newest = max((post.posted_at for post in newest_of), default=None)
+    if newest is not None:
+        changes["newest_post_at"] = Greatest(Coalesce(F("newest_post_at"), Value(newest)), Value(newest))
+    return changes
 
 
 def malformed_record(*, source_id: int, store_id: int, raw: str, error: str, code: str) -> None:
