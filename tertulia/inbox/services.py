@@ -195,10 +195,14 @@ def conversation_add_inbound(*, store_id: int, inbound: Inbound, settings: Inbox
     return conversation
 
 
+def _score(inbound: Inbound, *, kind: str, reach: int | None, customer_id: int | None) -> int:
+    return priority_score(intent=inbound.intent, sentiment=inbound.sentiment, sentiment_score=inbound.sentiment_score,
+                          reach=reach, direct=kind in (ConversationKind.DIRECT, ConversationKind.EMAIL),
+                          known_customer=customer_id is not None, toxicity=inbound.toxicity)
+
+
 def _conversation_get_or_create(store_id: int, inbound: Inbound, moment: datetime) -> tuple[Conversation, bool]:
-    score = priority_score(intent=inbound.intent, sentiment=inbound.sentiment, sentiment_score=inbound.sentiment_score,
-                           reach=inbound.reach, direct=inbound.kind in (ConversationKind.DIRECT, ConversationKind.EMAIL),
-                           known_customer=inbound.customer_id is not None, toxicity=inbound.toxicity)
+    score = _score(inbound, kind=inbound.kind, reach=inbound.reach, customer_id=inbound.customer_id)
     defaults = {
         "kind": inbound.kind, "network": inbound.network, "subject": inbound.subject[:300],
         "customer_id": inbound.customer_id, "contact_handle": inbound.contact_handle[:320],
@@ -231,10 +235,8 @@ def _after_inbound(conversation: Conversation, inbound: Inbound, settings: Inbox
         conversation.sentiment, conversation.intent = inbound.sentiment, inbound.intent
     if inbound.reach is not None:
         conversation.reach = max(conversation.reach or 0, inbound.reach)
-    score = priority_score(intent=inbound.intent, sentiment=inbound.sentiment, sentiment_score=inbound.sentiment_score,
-                           reach=conversation.reach, direct=conversation.kind in (ConversationKind.DIRECT,
-                                                                                  ConversationKind.EMAIL),
-                           known_customer=conversation.customer_id is not None, toxicity=inbound.toxicity)
+    score = None if created else _score(inbound, kind=conversation.kind, reach=conversation.reach,
+                                        customer_id=conversation.customer_id)
     if created:
         _event(conversation, "created", at=conversation.created_at, conversation_kind=conversation.kind,
                network=conversation.network)
@@ -388,10 +390,8 @@ def conversation_status_set(*, store: Store, conversation_id: int, status: str, 
         conversation.status = status
         conversation.snoozed_until = snoozed_until if status == ConversationStatus.SNOOZED else None
         if status == ConversationStatus.RESOLVED and previous != status:
-            conversation.resolved_at = moment
-            conversation.resolved_by = actor if getattr(actor, "pk", None) else None
-            conversation.resolution_seconds = business_seconds(schedule_for(store_id=store.pk), conversation.created_at,
-                                                               moment)
+            _resolved(conversation, actor, moment, business_seconds(schedule_for(store_id=store.pk),
+                                                                    conversation.created_at, moment))
         elif status != ConversationStatus.RESOLVED and previous == ConversationStatus.RESOLVED:
             conversation.resolved_at = conversation.resolved_by = conversation.resolution_seconds = None
             _targets(conversation, inbox_settings_for(store_id=store.pk), moment)
@@ -403,6 +403,12 @@ def conversation_status_set(*, store: Store, conversation_id: int, status: str, 
                 details["until"] = snoozed_until.isoformat()
             _event(conversation, "status", _actor(actor), **details)
     return conversation
+
+
+def _resolved(conversation: Conversation, actor, moment: datetime, seconds: int | None) -> None:
+    conversation.resolved_at = moment
+    conversation.resolved_by = actor if getattr(actor, "pk", None) else None
+    conversation.resolution_seconds = seconds
 
 
 def conversation_priority_set(*, store: Store, conversation_id: int, priority: str, actor=None) -> Conversation:
@@ -544,21 +550,23 @@ def reply_send(*, store: Store, conversation_id: int, user, text: object, resolv
             .filter(pk=canned_reply_id).exists() else None)
         conversation.message_count += 1
         conversation.last_message_at = conversation.last_outbound_at = moment
-        if conversation.first_response_at is None:
+        previous = conversation.status
+        resolving = resolve and previous != ConversationStatus.RESOLVED
+        answering = conversation.first_response_at is None
+        # Business time since the conversation began: the first response's and the resolution's measure.
+        elapsed = business_seconds(schedule_for(store_id=store.pk), conversation.created_at, moment) \
+            if answering or resolving else None
+        if answering:
             conversation.first_response_at = moment
             conversation.first_responder = user
-            conversation.first_response_seconds = business_seconds(schedule_for(store_id=store.pk),
-                                                                   conversation.created_at, moment)
+            conversation.first_response_seconds = elapsed
         if conversation.assignee_id is None and getattr(user, "pk", None):
             conversation.assignee, conversation.assigned_at = user, moment
             _event(conversation, "assigned", _actor(user), assignee=user.pk, previous=None, by_reply=True)
-        previous = conversation.status
         conversation.status = ConversationStatus.RESOLVED if resolve else ConversationStatus.PENDING
         conversation.snoozed_until = None
-        if resolve and previous != ConversationStatus.RESOLVED:
-            conversation.resolved_at, conversation.resolved_by = moment, user
-            conversation.resolution_seconds = business_seconds(schedule_for(store_id=store.pk),
-                                                               conversation.created_at, moment)
+        if resolving:
+            _resolved(conversation, user, moment, elapsed)
         conversation.updated_at = moment
         conversation.save()
         if previous != conversation.status:
