@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from tertulia.core.errors import ApiError, error_response
 from tertulia.core.models import Store
-from tertulia.dashboard import selectors
+from tertulia.dashboard import formatting, selectors
 from tertulia.dashboard.views import _page, store_view
 from tertulia.dashboard.views_listening import INTENTS, NETWORKS, SENTIMENTS, safe_url
 from tertulia.inbox import canned, services
@@ -575,22 +575,6 @@ def presence(request: HttpRequest, store: Store, conversation_id: int) -> HttpRe
 PERIODS = {"7": 7, "30": 30, "90": 90}
 
 
-def _duration(seconds: float | None) -> str:
-    """Business time as people read it: 45 s, 12 min, 3 h 05 min, 2 d 4 h."""
-    if seconds is None:
-        return "—"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes:02d} min"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
-
 
 @require_GET
 @store_view()
@@ -604,8 +588,8 @@ def response_times(request: HttpRequest, store: Store) -> HttpResponse:
         rows = [{
             "key": row.key or (_("Nobody yet") if by == "agent" else _("No team")),
             "conversations": row.conversations, "answered": row.answered,
-            "first_median": _duration(row.first_response_median), "first_p90": _duration(row.first_response_p90),
-            "resolved": row.resolved, "resolution_median": _duration(row.resolution_median), "breached": row.breached,
+            "first_median": formatting.format_duration(row.first_response_median), "first_p90": formatting.format_duration(row.first_response_p90),
+            "resolved": row.resolved, "resolution_median": formatting.format_duration(row.resolution_median), "breached": row.breached,
         } for row in inbox_selectors.response_times(store=store, since=since, by=by)]
         tables.append({"by": by, "title": title, "rows": rows})
     return _page(request, store, "dashboard/inbox_times.html", "inbox", tab="times", tables=tables,

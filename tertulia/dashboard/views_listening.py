@@ -97,18 +97,6 @@ def network_label(code: str) -> str:
     return str(NETWORKS.get(code, code))
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = max(float(seconds), 0.0)
-    if seconds < 90:
-        return _("%(n)s s") % {"n": formatting.format_count(round(seconds))}
-    if seconds < 90 * 60:
-        return _("%(n)s min") % {"n": formatting.format_count(round(seconds / 60))}
-    if seconds < 48 * 3600:
-        return _("%(n)s h") % {"n": formatting.format_count(round(seconds / 3600))}
-    return _("%(n)s days") % {"n": formatting.format_count(round(seconds / 86400))}
-
 
 # --- the mentions page ----------------------------------------------------------------------------
 
@@ -239,7 +227,7 @@ def source_row(source, malformed: list) -> dict[str, Any]:
     return {
         "source": source, "network": network_label(source.network), "status": health["status"],
         "status_label": str(SOURCE_STATUSES.get(health["status"], health["status"])),
-        "lag": duration(health["lag_seconds"]), "health": health, "malformed": malformed,
+        "lag": formatting.format_duration(health["lag_seconds"]), "health": health, "malformed": malformed,
         "secrets_readable": described["secrets_readable"],
     }
 
