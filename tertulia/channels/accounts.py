@@ -20,6 +20,7 @@ from tertulia.channels.credentials import secrets_decrypt, secrets_encrypt, secr
 from tertulia.channels.models import ChannelAccount
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Store
+from tertulia.core.specs import settings_problems
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -82,24 +83,9 @@ def _http_url(value: str) -> bool:
 
 def _problems(provider: str, settings: dict, secrets: dict, *, secrets_known: set[str]) -> list[ErrorDetail]:
     spec = PROVIDERS[provider]
-    problems: list[ErrorDetail] = []
-    for key, value in settings.items():
-        expected = spec.settings.get(key)
-        if expected is None:
-            problems.append(ErrorDetail(field=f"settings.{key}", code="unknown_setting",
-                                        message=f"{provider} accounts take: {', '.join(sorted(spec.settings))}."))
-        elif isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
-            problems.append(ErrorDetail(field=f"settings.{key}", code="invalid_type", message="Wrong type."))
-    for key in sorted(spec.required_settings - {k for k, v in settings.items() if v not in ("", None)}):
-        problems.append(ErrorDetail(field=f"settings.{key}", code="required", message="Required."))
-    for key, value in secrets.items():
-        if key not in spec.secrets:
-            problems.append(ErrorDetail(field=f"secrets.{key}", code="unknown_secret",
-                                        message=f"{provider} accounts keep: {', '.join(sorted(spec.secrets))}."))
-        elif not isinstance(value, str) or not value:
-            problems.append(ErrorDetail(field=f"secrets.{key}", code="invalid", message="Must be a non-empty string."))
-    for key in sorted(spec.required_secrets - secrets_known):
-        problems.append(ErrorDetail(field=f"secrets.{key}", code="required", message="Required."))
+    problems = settings_problems(label=f"{provider} accounts", settings=settings, secrets=secrets,
+                                 allowed=spec.settings, required=spec.required_settings, secret_names=spec.secrets,
+                                 required_secrets=spec.required_secrets, secrets_known=secrets_known)
     if problems:
         return problems
 

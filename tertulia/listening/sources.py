@@ -15,6 +15,7 @@ from django.utils import timezone
 from tertulia.channels.credentials import secrets_decrypt, secrets_encrypt
 from tertulia.core.errors import ApiError, ErrorDetail
 from tertulia.core.models import Store
+from tertulia.core.specs import settings_problems
 from tertulia.listening.connectors import MODULES, SourceConfig, connector_module
 from tertulia.listening.models import Source
 
@@ -26,25 +27,9 @@ def _problems(network: str, settings: dict, secrets: dict, *, secrets_known: set
               kept_secrets: dict | None = None) -> list[ErrorDetail]:
     module = connector_module(network)
     spec = module.SPEC
-    problems: list[ErrorDetail] = []
-    for name, value in settings.items():
-        expected = spec.settings.get(name)
-        if expected is None:
-            problems.append(ErrorDetail(field=f"settings.{name}", code="unknown_setting",
-                                        message=f"{network} sources take: {', '.join(sorted(spec.settings)) or 'none'}."))
-        elif (isinstance(value, bool) and expected is not bool and bool not in (expected if isinstance(expected, tuple) else ())) \
-                or not isinstance(value, expected):
-            problems.append(ErrorDetail(field=f"settings.{name}", code="invalid_type", message="Wrong type."))
-    for name in sorted(spec.required_settings - {k for k, v in settings.items() if v not in ("", None, [])}):
-        problems.append(ErrorDetail(field=f"settings.{name}", code="required", message="Required."))
-    for name, value in secrets.items():
-        if name not in spec.secrets:
-            problems.append(ErrorDetail(field=f"secrets.{name}", code="unknown_secret",
-                                        message=f"{network} sources keep: {', '.join(sorted(spec.secrets)) or 'none'}."))
-        elif not isinstance(value, str) or not value:
-            problems.append(ErrorDetail(field=f"secrets.{name}", code="invalid", message="Must be a non-empty string."))
-    for name in sorted(spec.required_secrets - secrets_known):
-        problems.append(ErrorDetail(field=f"secrets.{name}", code="required", message="Required."))
+    problems = settings_problems(label=f"{network} sources", settings=settings, secrets=secrets,
+                                 allowed=spec.settings, required=spec.required_settings, secret_names=spec.secrets,
+                                 required_secrets=spec.required_secrets, secrets_known=secrets_known)
     poll = settings.get("poll_seconds")
     if isinstance(poll, int | float) and not isinstance(poll, bool) and not spec.min_poll_seconds <= poll <= 86400:
         problems.append(ErrorDetail(field="settings.poll_seconds", code="invalid",
