@@ -42,6 +42,7 @@ from tertulia.inbox.models import (
 from tertulia.inbox.priority import priority_level, priority_score
 from tertulia.inbox.selectors import inbox_settings_for, schedule_for
 from tertulia.listening.models import Mention, MentionKind, Source
+from tertulia.listening.replies import sender_for
 
 log = logging.getLogger("tertulia.inbox")
 
@@ -461,7 +462,7 @@ def _outgoing_social(conversation: Conversation, latest: Message | None) -> Outg
     context = dict(mention.reply_ref or {})
     context.setdefault("direct", mention.kind == MentionKind.DIRECT)
     return Outgoing(channel=conversation.network, to=conversation.contact_handle, reply_to=mention.external_id,
-                    reply_context=context, sender=f"source:{source.pk}")
+                    reply_context=context, sender=sender_for(source))
 
 
 def _outgoing_email(conversation: Conversation, latest: Message | None) -> Outgoing:

@@ -18,6 +18,7 @@ REPLY_NETWORKS = ("mastodon", "bluesky", "x")
 
 
 def sender_for(source: Source) -> str:
+    """How a delivery names the source whose account sends it (channels.registry resolves it here)."""
     return f"source:{source.pk}"
 
 
@@ -50,9 +51,3 @@ def reply_adapter(*, store_id: int, channel: str, sender: str) -> ChannelAdapter
         raise PermanentSendError(str(exc), code="channel_misconfigured") from None
     return build(config)
 
-
-def can_reply(network: str) -> bool:
-    try:
-        return hasattr(connector_module(network), "reply_adapter")
-    except (LookupError, ImportError):
-        return False

@@ -46,6 +46,7 @@ from tertulia.listening.connectors import (
     connector_build,
     spec_for,
 )
+from tertulia.listening.connectors.base import PUSHED_WAIT_SECONDS
 from tertulia.listening.models import AlertKind, MalformedPayload, Source
 from tertulia.listening.services import (
     alert_close,
@@ -66,7 +67,6 @@ DEFAULT_ALERT_AFTER = 3
 BACKOFF_BASE_SECONDS = 15.0
 BACKOFF_MAX_SECONDS = 1800.0
 PERMANENT_WAIT_SECONDS = 1800.0  # bad credentials: look again in half an hour (or when the source is changed)
-PUSHED_WAIT_SECONDS = 86400.0
 INBOX_SWEEP_SECONDS = 5.0
 CATALOGUE_SWEEP_SECONDS = 60.0  # product titles and SKUs become tracked terms within a minute
 MAX_RAW = 1_000_000

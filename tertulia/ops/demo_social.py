@@ -29,7 +29,6 @@ from tertulia.customers.models import Identity
 from tertulia.inbox.models import InboxSettings, Team
 from tertulia.inbox.services import canned_reply_set, team_set
 from tertulia.listening.connectors import html_to_text
-from tertulia.listening.models import Source
 from tertulia.listening.sandbox import SandboxHTTPServer
 from tertulia.listening.sandbox.replay import (
     ALIASES,
@@ -334,8 +333,3 @@ def _reply_target(network: str, item: dict) -> str:
         return str(((item.get("record") or {}).get("reply") or {}).get("parent", {}).get("uri", ""))
     return str(item.get("in_reply_to_tweet_id") or "")
 
-
-def demo_sources_stop(*, store: Store) -> int:
-    """Disable the demo's sources (their sandboxes are gone with the demo process)."""
-    return Source.objects.for_store(store).filter(key__in=["mastodon", "bluesky", "x", "blog-cocina", "soporte"]) \
-        .update(enabled=False)

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+# How long a source the platform pushes to (webhook, inbound mail) waits between its no-op sessions.
+PUSHED_WAIT_SECONDS = 86400.0
+
 
 @dataclass(slots=True)
 class Post:

@@ -44,7 +44,14 @@ import orjson
 from django.utils import timezone
 
 from tertulia.core.errors import ErrorDetail
-from tertulia.listening.connectors.base import AuthFailed, ConnectorError, Post, SourceSpec, html_to_text
+from tertulia.listening.connectors.base import (
+    PUSHED_WAIT_SECONDS,
+    AuthFailed,
+    ConnectorError,
+    Post,
+    SourceSpec,
+    html_to_text,
+)
 
 log = logging.getLogger("tertulia.listening")
 
@@ -65,7 +72,6 @@ MAX_PER_SESSION = 500  # more waiting: the next session starts at once
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # larger: only its headers are read (text says so)
 MAX_TEXT = 20_000
 MAX_ID = 398
-PUSHED_WAIT_SECONDS = 86400.0
 GENERATED_DOMAIN = "generated.tertulia.invalid"
 _ID = re.compile(r"<([\x21-\x3b\x3d\x3f-\x7e]{1,400})>")  # printable ASCII but < and >, as RFC 5322 msg-ids
 _UID = re.compile(rb"\bUID (\d+)")

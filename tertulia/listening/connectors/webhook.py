@@ -21,7 +21,7 @@ import orjson
 from django.utils import timezone
 
 from tertulia.core.errors import ErrorDetail
-from tertulia.listening.connectors.base import Post, SourceSpec
+from tertulia.listening.connectors.base import PUSHED_WAIT_SECONDS, Post, SourceSpec
 
 SPEC = SourceSpec(settings={}, secrets=frozenset({"token"}), pushed=True)
 MAX_POSTS = 1000
@@ -42,7 +42,7 @@ class Pushed:
     network = "webhook"
 
     def run(self, session) -> None:  # never claimed: the runner sees SPEC.pushed
-        session.next_run_in(86400)
+        session.next_run_in(PUSHED_WAIT_SECONDS)
 
 
 def build(config) -> Pushed:
