@@ -15,6 +15,7 @@ from tertulia.core import metrics
 from tertulia.core.db import column_values, insert_returning
 from tertulia.core.jobs import job_schedule
 from tertulia.core.models import Store
+from tertulia.customers.identity import InvalidIdentity, normalize_email, normalize_handle
 from tertulia.customers.models import Identity
 from tertulia.listening.connectors.base import Post
 from tertulia.listening.matching import KINDS, tokens
@@ -157,19 +158,23 @@ def _without_nul(post: Post) -> None:
             setattr(post, name, value.replace("\x00", ""))
 
 
-def _identity_value(network: str, handle: str) -> str:
-    value = handle.strip().lower().lstrip("@")
-    if network == "mastodon" and value.count("@") > 1:
-        value = value.split("@", 1)[1]
-    return value
+def _identity_value(network: str, handle: str) -> str | None:
+    """The author's handle or address as customers keep identities (customers.identity); None if it is not one."""
+    kind = IDENTITY_KIND.get(network)
+    if not kind or not handle:
+        return None
+    try:
+        return normalize_email(handle) if kind == "email" else normalize_handle(kind, handle)
+    except InvalidIdentity:
+        return None
 
 
 def _customers_for(store_id: int, posts: Sequence[Post]) -> dict[tuple[str, str], int]:
     wanted: dict[str, set[str]] = {}
     for post in posts:
-        kind = IDENTITY_KIND.get(post.network)
-        if kind and post.author_handle:
-            wanted.setdefault(kind, set()).add(_identity_value(post.network, post.author_handle))
+        value = _identity_value(post.network, post.author_handle)
+        if value is not None:
+            wanted.setdefault(IDENTITY_KIND[post.network], set()).add(value)
     found: dict[tuple[str, str], int] = {}
     for kind, values in wanted.items():
         rows = (Identity.objects.for_store(store_id).filter(kind=kind, value__in=sorted(values))
@@ -275,8 +280,7 @@ def mentions_ingest(*, store_id: int, posts: Sequence[Post], source_id: int | No
             "language": prediction.language, "sentiment": prediction.sentiment,
             "sentiment_score": prediction.sentiment_score, "intent": prediction.intent,
             "toxicity": prediction.toxicity,
-            "customer_id": customers.get((kind, _identity_value(post.network, post.author_handle)))
-            if kind and post.author_handle else None,
+            "customer_id": customers.get((kind, _identity_value(post.network, post.author_handle))),
         })
     columns, values = column_values(Mention, rows)
     inserted = insert_returning(Mention._meta.db_table, columns, values,
